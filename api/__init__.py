@@ -1,0 +1,1 @@
+"""The portal API: a FastAPI app run as a JupyterHub-managed service."""

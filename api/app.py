@@ -1,0 +1,69 @@
+"""The FastAPI application of the portal API.
+
+It runs as a JupyterHub-managed service: the hub passes its URL prefix, API URL and
+token in ``JUPYTERHUB_*`` variables, and every route lives under that prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from jupyterhub.services.auth import HubOAuth
+
+from gpuaf import __version__
+from gpuaf.api.identity import HubIdentity, NotAuthenticated
+from gpuaf.api.routes import health, me, oauth, slices
+from gpuaf.errors import PublicError
+from gpuaf.facility import Facility
+from gpuaf.ledger import migrate
+
+log = logging.getLogger("gpuaf.api")
+
+
+def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
+    prefix = hub_auth.base_url  # e.g. /services/portal/
+    api = prefix + "api/v1"
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        migrate(facility.settings.ledger_url)
+        async with httpx.AsyncClient(timeout=10) as http:
+            app.state.identity = HubIdentity(hub_auth, http)
+            yield
+        await facility.backend.close()
+        facility.ledger.dispose()
+
+    app = FastAPI(
+        title="gpuaf portal API", version=__version__, lifespan=lifespan,
+        openapi_url=f"{api}/openapi.json", docs_url=f"{api}/docs", redoc_url=None,
+        description="Slices, sessions and identity of the GPU analysis facility. "
+        "Authenticate with a JupyterHub API token: `Authorization: token <token>`.",
+    )
+    app.state.facility = facility
+    app.include_router(health.router, prefix=api)
+    app.include_router(me.router, prefix=api)
+    app.include_router(slices.router, prefix=api)
+    app.include_router(oauth.router, prefix=prefix.rstrip("/"))
+
+    @app.exception_handler(PublicError)
+    async def public_error(request: Request, exc: PublicError) -> JSONResponse:
+        if isinstance(exc, NotAuthenticated) and _wants_html(request):
+            return RedirectResponse(f"{prefix}login?next={request.url.path}", 302)
+        if exc.log_message != exc.message:
+            log.warning("%s %s: %s", request.method, request.url.path, exc.log_message)
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.get(prefix.rstrip("/") or "/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse(f"{api}/docs", 302)
+
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    return request.method == "GET" and "text/html" in request.headers.get("accept", "")

@@ -1,0 +1,81 @@
+"""Who is calling: a hub-issued token (header) or the portal's login cookie.
+
+The token is checked with the hub (``HubOAuth.user_for_token``, cached) and must carry
+access to this service; the user's groups are then read from the hub with the
+service's own token, so every page and API call sees the same groups as the hub.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+from jupyterhub.services.auth import HubOAuth
+
+from gpuaf.errors import PublicError
+
+COOKIE = "gpuaf-portal-token"
+MODEL_TTL_S = 10.0
+
+
+@dataclass(frozen=True)
+class PortalUser:
+    name: str
+    groups: tuple[str, ...]
+    admin: bool
+    auth: Literal["cookie", "token"]
+
+
+class NotAuthenticated(PublicError):
+    status = 401
+
+
+class HubIdentity:
+    def __init__(self, hub_auth: HubOAuth, http: httpx.AsyncClient):
+        self.hub_auth = hub_auth
+        self.http = http
+        self._models: dict[str, tuple[float, dict]] = {}
+
+    @property
+    def prefix(self) -> str:
+        return self.hub_auth.base_url
+
+    async def user_for(self, header: str | None, cookie: str | None) -> PortalUser:
+        token, via = _token_from_header(header), "token"
+        if token is None:
+            token, via = cookie, "cookie"
+        if not token:
+            raise NotAuthenticated(
+                "Not logged in: send a JupyterHub API token as 'Authorization: token <token>', "
+                f"or log in at {self.prefix}login")
+        model = await self.hub_auth.user_for_token(token, sync=False)
+        if not model or model.get("kind", "user") != "user":
+            raise NotAuthenticated("The token is not valid (expired or revoked): log in again.")
+        if not self.hub_auth.check_scopes(self.hub_auth.access_scopes, model):
+            raise PublicError("This token does not grant access to the portal.", status=403)
+        full = await self._user_model(model["name"])
+        return PortalUser(full["name"], tuple(sorted(full.get("groups", []))),
+                          bool(full.get("admin")), via)
+
+    async def _user_model(self, name: str) -> dict:
+        cached = self._models.get(name)
+        if cached and time.monotonic() - cached[0] < MODEL_TTL_S:
+            return cached[1]
+        reply = await self.http.get(
+            f"{self.hub_auth.api_url}/users/{name}",
+            headers={"Authorization": f"token {self.hub_auth.api_token}"})
+        reply.raise_for_status()
+        model = reply.json()
+        self._models[name] = (time.monotonic(), model)
+        return model
+
+
+def _token_from_header(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip()
+    return None

@@ -1,0 +1,3 @@
+from gpuaf.cli import main
+
+raise SystemExit(main())

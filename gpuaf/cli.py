@@ -1,0 +1,192 @@
+"""The ``gpuaf`` command: demo, hub, api, migrate, slices."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from gpuaf import __version__
+from gpuaf.errors import PublicError, SettingsError
+from gpuaf.settings import ENV_VAR, EXAMPLE, Settings, load_settings
+
+DEFAULT_SIMULATION = "2xH100-80GB,H200-141GB[3g.71gb,2g.35gb,2x1g.18gb]"
+
+
+def _hub_config_file() -> Path:
+    from gpuaf import hub  # noqa: PLC0415
+
+    return Path(hub.__file__).with_name("jupyterhub_config.py")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpuaf", description=__doc__)
+    p.add_argument("--version", action="version", version=f"gpuaf {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_settings(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument("--settings", metavar="FILE",
+                            help=f"settings file (default: ${ENV_VAR}, else the embedded "
+                            "demo defaults)")
+        return parser
+
+    def with_overrides(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--port", type=int, help="public port (overrides portal.port)")
+        parser.add_argument("--simulate-gpus", nargs="?", const=DEFAULT_SIMULATION,
+                            metavar="SPEC",
+                            help="SIMULATED GPUs, to show slices on a machine without GPUs "
+                            f"(default spec: {DEFAULT_SIMULATION}); sessions get no real GPU")
+
+    demo = with_settings(sub.add_parser(
+        "demo", help="run the whole portal here with a demo identity provider"))
+    with_overrides(demo)
+    hub = with_settings(sub.add_parser("hub", help="run JupyterHub with the portal"))
+    with_overrides(hub)
+    with_settings(sub.add_parser("api", help="run the portal API (started by the hub)"))
+    with_settings(sub.add_parser("migrate", help="bring the ledger schema up to date"))
+    slices = with_settings(sub.add_parser("slices", help="list the slice profiles"))
+    slices.add_argument("--simulate-gpus", nargs="?", const=DEFAULT_SIMULATION, metavar="SPEC")
+    slices.add_argument("--json", action="store_true", help="machine-readable output")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SettingsError as exc:
+        print(f"gpuaf: {exc}", file=sys.stderr)
+        return 2
+    except PublicError as exc:
+        print(f"gpuaf: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace) -> tuple[Settings, Path]:
+    """Load the settings, apply command-line overrides; return them and a file holding them."""
+    settings = load_settings(args.settings)
+    overrides: dict = {}
+    if getattr(args, "port", None):
+        overrides["portal"] = {"port": args.port}
+    if getattr(args, "simulate_gpus", None):
+        overrides["backend"] = {"local": {"simulate_gpus": args.simulate_gpus}}
+    path = settings.source or EXAMPLE
+    if overrides:
+        overrides.setdefault("portal", {})["data_dir"] = str(settings.data_dir)
+        settings = settings.with_overrides(**overrides)
+        path = settings.data_dir / "settings.effective.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = settings.model_dump(mode="json")
+        data["iam"]["client_secret"] = settings.iam.client_secret.get_secret_value()
+        path.write_text("# written by gpuaf from the settings and command-line options\n"
+                        + yaml.safe_dump(data, sort_keys=False))
+        path.chmod(0o600)
+        settings = load_settings(path)
+    return settings, path
+
+
+def _check_ports(settings: Settings) -> None:
+    from gpuaf.ports import ensure_free  # noqa: PLC0415
+
+    p = settings.portal
+    ensure_free(p.host, p.port, "portal.port", "the public proxy")
+    ensure_free("127.0.0.1", p.hub_port, "portal.hub_port", "the hub's internal API")
+    ensure_free("127.0.0.1", p.proxy_api_port, "portal.proxy_api_port", "the proxy's REST API")
+    ensure_free("127.0.0.1", p.api_port, "portal.api_port", "the portal API")
+
+
+def cmd_hub(args: argparse.Namespace) -> int:
+    from gpuaf.hub.auth import discover  # noqa: PLC0415
+    from gpuaf.ledger import migrate  # noqa: PLC0415
+
+    settings, path = _settings(args)
+    _check_ports(settings)
+    discover(settings.iam.issuer)
+    migrate(settings.ledger_url)
+    env = {**os.environ, ENV_VAR: str(path)}
+    argv = [sys.executable, "-m", "jupyterhub", "-f", str(_hub_config_file())]
+    os.execve(sys.executable, argv, env)  # noqa: S606 - argument list, no shell
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: PLC0415
+    from jupyterhub.services.auth import HubOAuth  # noqa: PLC0415
+    from traitlets import TraitError  # noqa: PLC0415
+
+    from gpuaf.api.app import create_app  # noqa: PLC0415
+    from gpuaf.facility import Facility  # noqa: PLC0415
+
+    settings = load_settings(args.settings)
+    try:
+        hub_auth = HubOAuth(cache_max_age=60)
+    except TraitError as exc:
+        raise PublicError("`gpuaf api` runs as a service of the hub, which starts it; "
+                          "start the portal with `gpuaf hub` or `gpuaf demo`.") from exc
+    app = create_app(Facility.from_settings(settings), hub_auth)
+    uvicorn.run(app, host="127.0.0.1", port=settings.portal.api_port, log_level="info",
+                proxy_headers=False)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from gpuaf.ledger import migrate  # noqa: PLC0415
+
+    settings = load_settings(args.settings)
+    migrate(settings.ledger_url)
+    print(f"ledger is up to date: {settings.ledger_url.split('@')[-1]}")
+    return 0
+
+
+def cmd_slices(args: argparse.Namespace) -> int:
+    from gpuaf.spawners.backends import make_backend  # noqa: PLC0415
+
+    settings, _ = _settings(args)
+    backend = make_backend(settings)
+    table = asyncio.run(backend.availability(settings.profiles))
+    rows = [{"name": p.name, "kind": p.kind, "display_name": p.display_name,
+             "summary": p.summary(), "groups": p.groups or ["(all)"],
+             "capacity": table[p.name].capacity, "free": table[p.name].free}
+            for p in settings.profiles]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    print(f"{'PROFILE':<{width}}  KIND  FREE/CAP  GROUPS            DESCRIPTION")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['kind']:<4}  {r['free']:>4}/{r['capacity']:<3}  "
+              f"{','.join(r['groups']):<16}  {r['display_name']}: {r['summary']}")
+    if backend.simulated:
+        print("\nGPUs are SIMULATED: sessions on GPU slices get no real device.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gpuaf.demo.supervisor import Demo, banner, idp_port  # noqa: PLC0415
+    from gpuaf.ports import ensure_free  # noqa: PLC0415
+    from gpuaf.spawners.backends import make_backend  # noqa: PLC0415
+
+    settings, path = _settings(args)
+    _check_ports(settings)
+    ensure_free(*idp_port(settings), "iam.issuer", "the demo OIDC provider")
+    backend = make_backend(settings)
+    inv = getattr(backend, "inventory", None)
+    gpus = (f"SIMULATED: {settings.backend.local.simulate_gpus}" if backend.simulated
+            else inv.note if inv is not None else settings.backend.kind)
+    demo = Demo(settings, path)
+    try:
+        demo.start()
+        print(banner(settings, gpus), flush=True)
+        return demo.wait()
+    finally:
+        demo.stop()
+
+
+COMMANDS = {"demo": cmd_demo, "hub": cmd_hub, "api": cmd_api, "migrate": cmd_migrate,
+            "slices": cmd_slices}

@@ -1,0 +1,1 @@
+"""`gpuaf demo`: the whole portal on one machine, with a local stand-in for INDIGO IAM."""

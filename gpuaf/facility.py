@@ -1,0 +1,49 @@
+"""The facility a process serves: settings, the batch backend and the ledger, built once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+
+from gpuaf.ledger import Ledger
+from gpuaf.profiles import SliceProfile
+from gpuaf.settings import Settings, load_settings
+from gpuaf.spawners.backends import Availability, Backend, make_backend
+
+AVAILABILITY_TTL_S = 5.0
+
+
+@dataclass
+class Facility:
+    settings: Settings
+    backend: Backend
+    ledger: Ledger
+    _cache: tuple[float, dict[str, Availability]] | None = field(default=None, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Facility:
+        return cls(settings, make_backend(settings), Ledger(settings.ledger_url))
+
+    async def availability(self, profiles: Sequence[SliceProfile] | None = None,
+                           fresh: bool = False) -> dict[str, Availability]:
+        """Availability of every profile, cached briefly: many open forms cost one query."""
+        async with self._lock:
+            now = time.monotonic()
+            if fresh or self._cache is None or now - self._cache[0] > AVAILABILITY_TTL_S:
+                self._cache = (now, await self.backend.availability(self.settings.profiles))
+            table = self._cache[1]
+        names = [p.name for p in profiles] if profiles is not None else list(table)
+        return {name: table[name] for name in names}
+
+    def forget_availability(self) -> None:
+        self._cache = None
+
+
+@cache
+def facility_for(settings_path: str | None) -> Facility:
+    """The one Facility of this process for a settings file (None: $GPUAF_SETTINGS/defaults)."""
+    return Facility.from_settings(load_settings(settings_path))

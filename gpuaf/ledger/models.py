@@ -1,0 +1,90 @@
+"""Tables of the ledger. Changing them needs a new Alembic revision in migrations/versions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+SESSION_STATES = (
+    "requested", "queued", "starting", "running", "stopping", "stopped", "failed", "lost",
+)
+FINAL_STATES = ("stopped", "failed", "lost")
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    groups: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SessionRecord(Base):
+    """One interactive server of one user on one slice."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (
+        UniqueConstraint("backend", "job_id", name="uq_sessions_backend_job"),
+        Index("ix_sessions_user_state", "user_name", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(255))
+    server_name: Mapped[str] = mapped_column(String(255), default="")
+    profile: Mapped[str] = mapped_column(String(64))
+    backend: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="requested")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    node: Mapped[str | None] = mapped_column(String(255))
+    gpu_ids: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    events: Mapped[list[SessionEvent]] = relationship(
+        back_populates="session", order_by="SessionEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class SessionEvent(Base):
+    """One state a session entered, with when and why."""
+
+    __tablename__ = "session_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"),
+                                            index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    session: Mapped[SessionRecord] = relationship(back_populates="events")
+
+
+class AuditEvent(Base):
+    """Who did what, when, from where."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(255), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    client_addr: Mapped[str] = mapped_column(String(64), default="")

@@ -1,0 +1,49 @@
+"""Recording sessions and their state history in the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+
+from gpuaf.ledger.db import Ledger
+from gpuaf.ledger.models import SESSION_STATES, SessionEvent, SessionRecord, utcnow
+
+
+def open_session(ledger: Ledger, *, user: str, server: str, profile: str, backend: str) -> str:
+    """Create a session in state ``requested``; return its id."""
+    session_id = str(uuid.uuid4())
+    with ledger.session() as db:
+        db.add(SessionRecord(id=session_id, user_name=user, server_name=server, profile=profile,
+                             backend=backend, state="requested",
+                             events=[SessionEvent(state="requested")]))
+    return session_id
+
+
+def set_state(ledger: Ledger, session_id: str, state: str, reason: str = "",
+              **fields: Any) -> None:
+    """Move a session to ``state`` (a no-op if it is there already) and update fields."""
+    if state not in SESSION_STATES:
+        raise ValueError(f"unknown session state {state!r}")
+    with ledger.session() as db:
+        record = db.get(SessionRecord, session_id)
+        if record is None:
+            return
+        for key, value in fields.items():
+            setattr(record, key, value)
+        record.updated_at = utcnow()
+        if record.state != state:
+            record.state = state
+            record.reason = reason
+            db.add(SessionEvent(session_id=session_id, state=state, reason=reason))
+
+
+def sessions_of(ledger: Ledger, user: str, states: Sequence[str] | None = None
+                ) -> list[SessionRecord]:
+    with ledger.session() as db:
+        query = select(SessionRecord).where(SessionRecord.user_name == user)
+        if states:
+            query = query.where(SessionRecord.state.in_(states))
+        return list(db.scalars(query.order_by(SessionRecord.created_at.desc())))

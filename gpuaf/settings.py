@@ -1,0 +1,211 @@
+"""The one settings file, validated by pydantic, read by the hub and the API alike.
+
+``load_settings(path)`` reads YAML and refuses anything it does not understand with a
+:class:`~gpuaf.errors.SettingsError` naming the file, the key and what is allowed.
+Without a path the embedded defaults (``settings.example.yaml`` beside this module,
+the documented example) are used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from gpuaf.errors import SettingsError
+from gpuaf.profiles import SliceProfile
+from gpuaf.settings_errors import format_validation_error
+from gpuaf.units import duration_s
+
+EXAMPLE = Path(__file__).with_name("settings.example.yaml")
+ENV_VAR = "GPUAF_SETTINGS"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Duration = Annotated[int, BeforeValidator(duration_s)]
+GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PortalSettings(Strict):
+    host: str = Field("127.0.0.1", description="Address the public proxy listens on.")
+    port: Port = Field(8000, description="Port of the public proxy: the URL users open.")
+    public_url: str | None = Field(
+        None, description="URL users reach the portal at, if not http://host:port/."
+    )
+    hub_port: Port = Field(8081, description="Port of the hub's internal API (loopback).")
+    proxy_api_port: Port = Field(8082, description="Port of the proxy's REST API (loopback).")
+    api_port: Port = Field(8091, description="Port of the portal API service (loopback).")
+    data_dir: Path = Field(
+        Path("gpuaf-data"),
+        description="Where the portal keeps its state; relative to the settings file.",
+    )
+    service_name: str = Field(
+        "portal", pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        description="Name of the API service; it is served under /services/<name>/.",
+    )
+
+    @property
+    def url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/") + "/"
+
+
+class IAMSettings(Strict):
+    issuer: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", description="OIDC issuer URL.")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr = SecretStr("")
+    scopes: list[str] = ["openid", "profile", "email"]
+    username_claim: str = "preferred_username"
+    groups_claims: list[str] = Field(
+        ["wlcg.groups", "groups"],
+        description="Token claims read for groups, first found wins; read exactly, "
+        "a parent group is never inferred from a child.",
+    )
+    login_service: str = Field("IAM", description="Name shown on the login button.")
+
+
+class GroupSettings(Strict):
+    description: str = ""
+    role: Literal["user", "collaboration-admin", "facility-admin"] = "user"
+
+
+class LocalBackendSettings(Strict):
+    max_sessions: int = Field(8, ge=1, description="Sessions that may run at once.")
+    simulate_gpus: str | None = Field(
+        None,
+        description="Fake a GPU inventory, e.g. '2xH100-80GB,H200-141GB[3g.71gb,2x1g.18gb]', "
+        "so slices can be shown without GPUs. Sessions on a simulated GPU get no real device.",
+    )
+
+    @model_validator(mode="after")
+    def _spec_parses(self) -> LocalBackendSettings:
+        if self.simulate_gpus is not None:
+            from gpuaf.gpus import parse_simulation  # noqa: PLC0415
+
+            parse_simulation(self.simulate_gpus)
+        return self
+
+
+class BackendSettings(Strict):
+    kind: Literal["local"] = Field("local", description="The batch system sessions run on.")
+    local: LocalBackendSettings = LocalBackendSettings()
+
+
+class SessionSettings(Strict):
+    default_url: str = "/lab"
+    start_timeout: Duration = Field(300, description="A spawn slower than this is abandoned.")
+    http_timeout: Duration = Field(60, description="Time for a started server to answer.")
+    singleuser_cmd: list[str] = Field(["jupyterhub-singleuser"], min_length=1)
+
+
+class LedgerSettings(Strict):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the ledger; default: SQLite in the data directory.",
+    )
+
+
+class Settings(Strict):
+    portal: PortalSettings = PortalSettings()
+    iam: IAMSettings
+    groups: dict[GroupName, GroupSettings] = Field(min_length=1)
+    profiles: list[SliceProfile] = Field(min_length=1)
+    backend: BackendSettings = BackendSettings()
+    sessions: SessionSettings = SessionSettings()
+    ledger: LedgerSettings = LedgerSettings()
+
+    _source: Path | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        seen: set[str] = set()
+        for i, profile in enumerate(self.profiles):
+            if profile.name in seen:
+                raise ValueError(f"profiles[{i}].name: {profile.name!r} is used twice")
+            seen.add(profile.name)
+            for group in profile.groups:
+                if group not in self.groups:
+                    raise ValueError(
+                        f"profiles[{i}].groups: unknown group {group!r}; "
+                        f"declared groups: {', '.join(self.groups)}"
+                    )
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
+    def data_dir(self) -> Path:
+        base = self._source.parent if self._source and self._source != EXAMPLE else Path.cwd()
+        return (base / self.portal.data_dir).resolve()
+
+    @property
+    def ledger_url(self) -> str:
+        return self.ledger.url or f"sqlite:///{self.data_dir / 'gpuaf.sqlite'}"
+
+    def profile(self, name: str) -> SliceProfile | None:
+        return next((p for p in self.profiles if p.name == name), None)
+
+    def profiles_for(self, groups: set[str] | list[str]) -> list[SliceProfile]:
+        """The profiles a member of exactly these groups may book."""
+        mine = set(groups)
+        return [p for p in self.profiles if not p.groups or mine & set(p.groups)]
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some keys of some sections replaced, validated again."""
+        data = self.model_dump(mode="python")
+        data["iam"]["client_secret"] = self.iam.client_secret.get_secret_value()
+        for section, values in sections.items():
+            _deep_update(data.setdefault(section, {}), values)
+        try:
+            new = Settings.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(format_validation_error(exc, "command-line options")) from exc
+        new._source = self._source
+        return new
+
+
+def _deep_update(target: dict[str, Any], values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    """Read, validate and return the settings; ``None`` means ``$GPUAF_SETTINGS`` or the defaults."""
+    if path is None:
+        path = os.environ.get(ENV_VAR) or EXAMPLE
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the settings file ({exc.strerror})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SettingsError(f"{path}: the settings file must be a mapping of sections")
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(format_validation_error(exc, str(path))) from exc
+    settings._source = path.resolve()
+    return settings

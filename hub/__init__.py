@@ -1,0 +1,1 @@
+"""The JupyterHub side: configuration built from the settings, IAM login, page overrides."""

@@ -1,0 +1,74 @@
+"""Build the JupyterHub configuration from the gpuaf settings.
+
+``jupyterhub_config.py`` beside this module is the file the hub is started with; it
+only calls :func:`configure`. Everything a site changes lives in the settings file.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from gpuaf.settings import ENV_VAR, Settings
+from gpuaf.templates import HUB_TEMPLATES
+
+CHP_ENV = "GPUAF_PROXY_COMMAND"
+
+
+def proxy_command() -> str:
+    """configurable-http-proxy: $GPUAF_PROXY_COMMAND, node_modules of the checkout, or PATH."""
+    if os.environ.get(CHP_ENV):
+        return os.environ[CHP_ENV]
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidate = base / "node_modules" / ".bin" / "configurable-http-proxy"
+        if candidate.exists():
+            return str(candidate)
+    return shutil.which("configurable-http-proxy") or "configurable-http-proxy"
+
+
+def configure(c: Any, settings: Settings, settings_path: str) -> None:
+    from gpuaf.hub.auth import configure_authenticator  # noqa: PLC0415 - needs the IdP up
+
+    portal = settings.portal
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    service = portal.service_name
+
+    c.JupyterHub.ip = portal.host
+    c.JupyterHub.port = portal.port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = portal.hub_port
+    c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
+    c.JupyterHub.template_paths = [str(HUB_TEMPLATES)]
+    c.JupyterHub.template_vars = {"gpuaf_service": service}
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{portal.proxy_api_port}"
+    c.ConfigurableHTTPProxy.command = [proxy_command()]
+    c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
+
+    configure_authenticator(c, settings, f"{portal.url}hub/oauth_callback")
+
+    c.JupyterHub.spawner_class = "slice"
+    c.SliceSpawner.settings_file = settings_path
+    c.Spawner.default_url = settings.sessions.default_url
+    c.Spawner.start_timeout = settings.sessions.start_timeout
+    c.Spawner.http_timeout = settings.sessions.http_timeout
+
+    c.JupyterHub.services = [{
+        "name": service,
+        "display": True,
+        "info": {"description": "gpuaf portal: dashboards and REST API"},
+        "url": f"http://127.0.0.1:{portal.api_port}",
+        "command": [sys.executable, "-m", "gpuaf", "api", "--settings", settings_path],
+        "environment": {ENV_VAR: settings_path},
+        "oauth_no_confirm": True,
+    }]
+    c.JupyterHub.load_roles = [
+        {"name": "user", "scopes": ["self", f"access:services!service={service}"]},
+        {"name": f"{service}-service", "services": [service],
+         "scopes": ["list:users", "read:users", "read:users:groups", "read:servers",
+                    "admin:servers"]},
+    ]

@@ -1,0 +1,1 @@
+"""SliceSpawner and the batch backends it (and the portal API) books slices through."""

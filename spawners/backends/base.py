@@ -1,0 +1,92 @@
+"""The small abstract interface every batch backend implements.
+
+Backends are the only code that talks to a batch system. They take a
+:class:`JobSpec` built from a slice profile and answer in :class:`JobStatus` and
+:class:`Availability`; the spawner and the portal API share them.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from gpuaf.profiles import SliceProfile
+
+
+class JobState(enum.StrEnum):
+    PENDING = "pending"  # accepted, waiting for a slot
+    HELD = "held"  # the batch system put it on hold; reason says why
+    RUNNING = "running"
+    DONE = "done"  # ended by itself, exit code 0
+    FAILED = "failed"  # ended by itself with an error
+    CANCELLED = "cancelled"  # removed by us or an admin
+    UNKNOWN = "unknown"  # the batch system no longer knows it
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to run, for whom, on which slice. Every value here is already validated."""
+
+    name: str
+    user: str
+    profile: SliceProfile
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: Path | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    state: JobState
+    host: str | None = None
+    reason: str = ""
+    exit_code: int | None = None
+    gpus: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Availability:
+    """For one profile: how many could run at all, could start now, run now, wait."""
+
+    profile: str
+    capacity: int
+    free: int
+    busy: int = 0
+    waiting: int = 0
+    note: str = ""
+
+
+class Backend(abc.ABC):
+    """A batch system seen through four calls."""
+
+    name: ClassVar[str]
+    simulated: bool = False  # True when the devices it books are not real GPUs
+
+    @abc.abstractmethod
+    async def submit(self, spec: JobSpec) -> str:
+        """Submit one job; return its id. Raise a PublicError the user may read on refusal."""
+
+    @abc.abstractmethod
+    async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """Status of many jobs in one query; every id asked for is in the answer."""
+
+    @abc.abstractmethod
+    async def cancel(self, job_id: str) -> None:
+        """Remove a job; removing one that is already gone is not an error."""
+
+    @abc.abstractmethod
+    async def availability(self, profiles: Sequence[SliceProfile]) -> dict[str, Availability]:
+        """Per profile, what the facility could give right now."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default holds none."""
