@@ -51,6 +51,7 @@ class SliceSpawner(Spawner):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._events: list[dict] = []
+        self._background: asyncio.Task | None = None
         self._new_event = asyncio.Event()
 
     # -- facility ----------------------------------------------------------
@@ -171,6 +172,14 @@ class SliceSpawner(Spawner):
                        command=tuple(cmd), env=env, workdir=home,
                        tags={"portal": "gpuaf", "user": self.user.name,
                              "session": self.session_id, "profile": profile.name})
+
+    def start_polling(self) -> None:
+        """Called by the hub once the server answers: the session is running."""
+        super().start_polling()
+        if self.session_id:
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(
+                set_state, self.facility.ledger, self.session_id, "running", "server up"))
+            self._background = task  # keep a reference until it is done
 
     async def poll(self) -> int | None:
         if not self.job_id:

@@ -55,19 +55,28 @@ def idp_environment(settings: Settings, users: dict = DEMO_USERS) -> dict[str, s
             "IDP_USERS": json.dumps(users)}
 
 
-def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float) -> None:
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float,
+              log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise PublicError(f"The {what} exited during start (code {proc.returncode}); "
-                              "see its messages above.")
+            raise PublicError(f"The {what} exited during start (code {proc.returncode}):\n"
+                              f"{_tail(log)}\n(full log: {log})")
         try:
-            if httpx.get(url, timeout=2).status_code < 500:
+            if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise PublicError(f"The {what} did not answer at {url} within {timeout:.0f} s.")
+    raise PublicError(f"The {what} did not answer at {url} within {timeout:.0f} s "
+                      f"(log: {log}).")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 class Demo:
@@ -76,6 +85,7 @@ class Demo:
         self.settings_path = settings_path
         self.procs: list[subprocess.Popen] = []
         self._stop = False
+        self.log_dir = settings.data_dir / "logs"
 
     def start(self) -> None:
         modules = find_node_modules()
@@ -86,14 +96,21 @@ class Demo:
         env = {**os.environ, NODE_MODULES_ENV: str(modules), ENV_VAR: str(self.settings_path),
                "GPUAF_PROXY_COMMAND": str(modules / ".bin" / "configurable-http-proxy")}
         issuer = self.settings.iam.issuer.rstrip("/")
-        idp = self._spawn(["node", str(IDP_SCRIPT)], {**env, **idp_environment(self.settings)})
-        wait_http(f"{issuer}/.well-known/openid-configuration", idp, "demo OIDC provider", 20)
-        hub = self._spawn([sys.executable, "-m", "gpuaf", "hub", "--settings",
-                           str(self.settings_path)], env)
-        wait_http(f"{self.settings.portal.url}hub/health", hub, "hub", 90)
+        idp = self._spawn("idp", ["node", str(IDP_SCRIPT)],
+                          {**env, **idp_environment(self.settings)})
+        wait_http(f"{issuer}/.well-known/openid-configuration", idp, "demo OIDC provider", 20,
+                  self.log_dir / "idp.log")
+        hub = self._spawn("hub", [sys.executable, "-m", "gpuaf", "hub", "--settings",
+                                  str(self.settings_path)], env)
+        wait_http(f"{self.settings.portal.url}hub/health", hub, "hub", 90,
+                  self.log_dir / "hub.log")
 
-    def _spawn(self, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+        """Start a child whose output goes to <data_dir>/logs/<name>.log."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{name}.log").open("ab") as log:
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
@@ -104,7 +121,7 @@ class Demo:
             for proc in self.procs:
                 if proc.poll() is not None:
                     print(f"gpuaf demo: {proc.args[0]} exited (code {proc.returncode}); "
-                          "stopping everything", file=sys.stderr)
+                          f"stopping everything. Logs: {self.log_dir}", file=sys.stderr)
                     return 1
             time.sleep(0.5)
         return 0
@@ -151,7 +168,8 @@ def banner(settings: Settings, gpus: str) -> str:
             f"{users}\n\n"
             f"  Portal API  {portal}services/{settings.portal.service_name}/api/v1/docs\n"
             f"  Identity    {settings.iam.issuer} (local stand-in for INDIGO IAM)\n"
-            f"  GPUs        {gpus}\n  Data        {settings.data_dir}\n\n"
+            f"  GPUs        {gpus}\n  Data        {settings.data_dir}\n"
+            f"  Logs        {settings.data_dir / 'logs'}\n\n"
             "  Press Ctrl-C to stop every process the demo started.\n")
 
 
