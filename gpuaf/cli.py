@@ -83,8 +83,11 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path]:
         settings = settings.with_overrides(**overrides)
         path = settings.data_dir / "settings.effective.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = settings.model_dump(mode="json")
-        data["iam"]["client_secret"] = settings.iam.client_secret.get_secret_value()
+        data = settings.model_dump(mode="json", exclude_none=True)
+        if settings.iam.client_secret_file:  # the file stays the only place of the secret
+            data["iam"].pop("client_secret", None)
+        else:
+            data["iam"]["client_secret"] = settings.iam.client_secret.get_secret_value()
         path.write_text("# written by gpuaf from the settings and command-line options\n"
                         + yaml.safe_dump(data, sort_keys=False))
         path.chmod(0o600)
@@ -124,11 +127,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     from gpuaf.facility import Facility  # noqa: PLC0415
 
     settings = load_settings(args.settings)
+    not_under_hub = PublicError("`gpuaf api` runs as a service of the hub, which starts it; "
+                                "start the portal with `gpuaf hub` or `gpuaf demo`.")
+    if not os.environ.get("JUPYTERHUB_API_TOKEN"):
+        raise not_under_hub
     try:
         hub_auth = HubOAuth(cache_max_age=60)
     except TraitError as exc:
-        raise PublicError("`gpuaf api` runs as a service of the hub, which starts it; "
-                          "start the portal with `gpuaf hub` or `gpuaf demo`.") from exc
+        raise not_under_hub from exc
     app = create_app(Facility.from_settings(settings), hub_auth)
     uvicorn.run(app, host="127.0.0.1", port=settings.portal.api_port, log_level="info",
                 proxy_headers=False)

@@ -23,9 +23,9 @@ class SliceProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9.+-]{0,62}$", description="Slug used in URLs.")
-    display_name: str = Field(min_length=1, max_length=80)
-    description: str = ""
-    kind: Kind
+    display_name: str = Field(min_length=1, max_length=80, description="Name on the form.")
+    description: str = Field("", description="One sentence for the physicist.")
+    kind: Kind = Field(description="cpu, gpu (whole GPUs), mig (a MIG instance) or mps.")
     gpus: int = Field(0, ge=0, le=16, description="Whole GPUs (kind gpu); 1 for mig and mps.")
     mig_profile: str | None = Field(None, description="MIG profile, e.g. 1g.18gb (kind mig).")
     mps_thread_percentage: int | None = Field(
@@ -37,7 +37,7 @@ class SliceProfile(BaseModel):
     gpu_models: list[str] = Field(
         [], description="GPU models allowed (keys of the model table, or their prefix, e.g. H100)."
     )
-    cpus: int = Field(1, ge=1, le=256)
+    cpus: int = Field(1, ge=1, le=256, description="CPU cores.")
     memory: MemoryMiB = Field(4096, description="Host memory, e.g. 8G.")
     walltime: Duration = Field(8 * 3600, description="Longest run, e.g. 8h.")
     groups: list[str] = Field([], description="IAM groups that may book it; empty: everyone.")

@@ -66,10 +66,16 @@ class PortalSettings(Strict):
 
 class IAMSettings(Strict):
     issuer: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", description="OIDC issuer URL.")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr = SecretStr("")
-    scopes: list[str] = ["openid", "profile", "email"]
-    username_claim: str = "preferred_username"
+    client_id: str = Field(min_length=1, description="OIDC client registered with IAM.")
+    client_secret: SecretStr = Field(
+        SecretStr(""), description="The client's secret; prefer client_secret_file.")
+    client_secret_file: Path | None = Field(
+        None, description="File holding the client secret (e.g. a mounted Kubernetes "
+        "Secret), read at start instead of client_secret.")
+    scopes: list[str] = Field(["openid", "profile", "email"],
+                              description="Scopes asked for at login.")
+    username_claim: str = Field("preferred_username",
+                                description="Claim that becomes the hub user name.")
     groups_claims: list[str] = Field(
         ["wlcg.groups", "groups"],
         description="Token claims read for groups, first found wins; read exactly, "
@@ -77,10 +83,27 @@ class IAMSettings(Strict):
     )
     login_service: str = Field("IAM", description="Name shown on the login button.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_from_file(cls, data: object) -> object:
+        if not isinstance(data, dict) or not data.get("client_secret_file"):
+            return data
+        path = Path(data["client_secret_file"])
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"client_secret_file: cannot read {path} ({exc.strerror})") from exc
+        given = data.get("client_secret")
+        given = given.get_secret_value() if isinstance(given, SecretStr) else given
+        if given and given != secret:
+            raise ValueError("set client_secret or client_secret_file, not both")
+        return {**data, "client_secret": secret}
+
 
 class GroupSettings(Strict):
-    description: str = ""
-    role: Literal["user", "collaboration-admin", "facility-admin"] = "user"
+    description: str = Field("", description="What the group is, for admins.")
+    role: Literal["user", "collaboration-admin", "facility-admin"] = Field(
+        "user", description="Role of the group's members; facility-admin makes hub admins.")
 
 
 class LocalBackendSettings(Strict):
@@ -102,14 +125,16 @@ class LocalBackendSettings(Strict):
 
 class BackendSettings(Strict):
     kind: Literal["local"] = Field("local", description="The batch system sessions run on.")
-    local: LocalBackendSettings = LocalBackendSettings()
+    local: LocalBackendSettings = Field(LocalBackendSettings(),
+                                        description="Settings of the local backend.")
 
 
 class SessionSettings(Strict):
-    default_url: str = "/lab"
+    default_url: str = Field("/lab", description="Page a started session opens on.")
     start_timeout: Duration = Field(300, description="A spawn slower than this is abandoned.")
     http_timeout: Duration = Field(60, description="Time for a started server to answer.")
-    singleuser_cmd: list[str] = Field(["jupyterhub-singleuser"], min_length=1)
+    singleuser_cmd: list[str] = Field(["jupyterhub-singleuser"], min_length=1,
+                                      description="Command of the session's server.")
 
 
 class LedgerSettings(Strict):

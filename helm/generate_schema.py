@@ -75,6 +75,7 @@ def settings_schema() -> tuple[JsonSchemaValue, dict[str, JsonSchemaValue]]:
     definitions = schema.pop("$defs")
     iam = definitions["IAMSettings"]
     del iam["properties"]["client_secret"]
+    del iam["properties"]["client_secret_file"]  # set by the chart from iam.clientSecret
     iam["description"] = ("The collaboration's IAM (OIDC). iam.client_secret is not a value "
                           "of the chart: it comes from the Secret named in "
                           "iam.clientSecret.existingSecret.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,10 +47,14 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("GPUAF_REQUIRE_POSTGRES") == "1":
             pytest.fail("PostgreSQL is required ($GPUAF_REQUIRE_POSTGRES=1) but not installed")
         pytest.skip("PostgreSQL server binaries not installed")
-    server = ScratchPostgres(tmp_path_factory.mktemp("pg"), bindir)
+    # not under pytest's private tmp: the postgres user must be able to reach it
+    base = Path(tempfile.mkdtemp(prefix="gpuaf-pg-"))
+    base.chmod(0o755)
+    server = ScratchPostgres(base / "pg", bindir)
     url = server.start()
     yield url
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -138,7 +138,7 @@ def test_settings_schema_has_every_section_of_the_model() -> None:
     iam = _schema()["definitions"]["IAMSettings"]["properties"]
     assert "client_secret" not in iam
     assert set(iam) == set(Settings.model_fields["iam"].annotation.model_fields) - {
-        "client_secret"}
+        "client_secret", "client_secret_file"}
 
 
 @pytest.mark.parametrize("text", ["30s", "5m", "8h", "2d", " 12H ", "02:00:00", "100:59:59"])
@@ -319,8 +319,9 @@ def test_client_secret_is_mounted_from_the_existing_secret(chart: Any) -> None:
     docs = _docs(_render(chart, {"iam": {"clientSecret": {"existingSecret": "gpuaf-iam",
                                                           "key": "secret"}}}))
     configmap = _one(docs, "ConfigMap")
-    assert "client_secret" not in configmap["data"]["settings.yaml"]
-    assert "iam" in yaml.safe_load(configmap["data"]["settings.yaml"])
+    iam = yaml.safe_load(configmap["data"]["settings.yaml"])["iam"]
+    assert "client_secret" not in iam
+    assert iam["client_secret_file"] == "/etc/gpuaf-secrets/iam-client-secret"
     pod = _pod(docs)
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["iam-client-secret"]["secret"] == {

@@ -73,6 +73,9 @@ after the checks that only matter inside a pod (the schema checks everything els
 {{- end }}
 {{- if $s.iam }}
 {{- $_ := unset $s.iam "client_secret" }}
+{{- if .Values.iam.clientSecret.existingSecret }}
+{{- $_ := set $s.iam "client_secret_file" (include "gpuaf.clientSecretPath" .) }}
+{{- end }}
 {{- end }}
 {{- toYaml $s }}
 {{- end }}

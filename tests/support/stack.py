@@ -97,7 +97,8 @@ def start_stack(base: Path, *, ledger_url: str | None = None,
         if proc.poll() is not None:
             raise RuntimeError(f"gpuaf demo exited with {proc.returncode}\n{stack.log_tail()}")
         try:
-            if httpx.get(f"{stack.api}/health", timeout=2).status_code == 200:
+            if "gpuaf demo is running" in log.read_text(errors="replace") and \
+                    httpx.get(f"{stack.api}/health", timeout=2).status_code == 200:
                 return stack
         except httpx.HTTPError:
             pass

@@ -1,0 +1,136 @@
+"""The local backend: real processes, device allocation, restarts and vanished jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import sys
+
+import pytest
+
+from gpuaf.errors import BackendError
+from gpuaf.gpus import parse_simulation
+from gpuaf.profiles import SliceProfile
+from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
+from gpuaf.spawners.backends.base import JobSpec, JobState
+from gpuaf.spawners.backends.local import LocalBackend
+
+INVENTORY = parse_simulation("2xH100-80GB,H200-141GB[3g.71gb,2x1g.18gb]")
+SLEEPER = (sys.executable, "-c", "import time, os; time.sleep(60)")
+
+
+def profile(**kw) -> SliceProfile:
+    return SliceProfile(**{"name": "p", "display_name": "P", **kw})
+
+
+CPU = profile(name="cpu", kind="cpu")
+GPU1 = profile(name="gpu-1", kind="gpu", gpus=1, gpu_models=["H100"])
+GPU2 = profile(name="gpu-2", kind="gpu", gpus=2, gpu_models=["H100"])
+MIG1 = profile(name="mig-1g", kind="mig", mig_profile="1g.18gb", gpu_models=["H200"])
+MPS25 = profile(name="mps-25", kind="mps", mps_thread_percentage=25, mps_pinned_memory="20G")
+MPS60 = profile(name="mps-60", kind="mps", mps_thread_percentage=60)
+
+
+def test_allocation_counts():
+    assert count_startable(GPU1, INVENTORY, [], 99) == 2
+    assert count_startable(GPU2, INVENTORY, [], 99) == 1
+    assert count_startable(MIG1, INVENTORY, [], 99) == 2
+    assert count_startable(MPS25, INVENTORY, [], 99) == 8
+    assert count_startable(MPS60, INVENTORY, [], 99) == 2
+    assert count_startable(CPU, INVENTORY, [], 5) == 5
+
+
+def test_mps_packs_onto_one_gpu_and_keeps_the_other_whole():
+    first = allocate(MPS25, INVENTORY, [])
+    booked = [Booking("mps-25", "mps", first, 25)]
+    assert allocate(MPS25, INVENTORY, booked) == first
+    assert count_startable(GPU1, INVENTORY, booked, 99) == 1
+    assert allocate(GPU2, INVENTORY, booked) is None
+
+
+def test_a_mig_instance_is_booked_once():
+    one = allocate(MIG1, INVENTORY, [])
+    two = allocate(MIG1, INVENTORY, [Booking("mig-1g", "mig", one)])
+    assert one != two
+    assert allocate(MIG1, INVENTORY, [Booking("x", "mig", one), Booking("x", "mig", two)]) \
+        is None
+
+
+def _spec(p: SliceProfile, tmp_path, command=SLEEPER) -> JobSpec:
+    return JobSpec(name="t", user="alice", profile=p, command=command,
+                   env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, workdir=tmp_path)
+
+
+async def test_submit_status_cancel_with_a_real_process(tmp_path):
+    backend = LocalBackend(tmp_path / "jobs", inventory=INVENTORY, max_sessions=16)
+    job = await backend.submit(_spec(MPS25, tmp_path))
+    status = (await backend.status([job]))[job]
+    assert status.state == JobState.RUNNING
+    record = json.loads((tmp_path / "jobs" / f"{job}.json").read_text())
+    env = open(f"/proc/{record['pid']}/environ", "rb").read().split(b"\0")
+    assert b"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=25" in env
+    assert b"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=20480M" in env
+    assert b"GPUAF_SIMULATED_GPUS=1" in env
+    avail = await backend.availability([MPS25, GPU2])
+    assert (avail["mps-25"].busy, avail["mps-25"].free) == (1, 7)
+    assert avail["gpu-2"].free == 0
+    await backend.cancel(job)
+    assert (await backend.status([job]))[job].state == JobState.CANCELLED
+    await backend.cancel(job)  # twice is fine
+    assert (await backend.availability([GPU2]))["gpu-2"].free == 1
+
+
+async def test_a_failing_server_reports_its_last_line(tmp_path):
+    backend = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)
+    cmd = (sys.executable, "-c", "import sys; print('boom: no such module'); sys.exit(3)")
+    job = await backend.submit(_spec(CPU, tmp_path, cmd))
+    for _ in range(100):
+        status = (await backend.status([job]))[job]
+        if status.state.final:
+            break
+        await asyncio.sleep(0.05)
+    assert status.state == JobState.FAILED
+    assert status.exit_code == 3
+    assert "boom: no such module" in status.reason
+
+
+async def test_full_slices_and_limits_are_clear_refusals(tmp_path):
+    backend = LocalBackend(tmp_path / "jobs", inventory=INVENTORY, max_sessions=2)
+    jobs = [await backend.submit(_spec(GPU1, tmp_path)) for _ in range(2)]
+    with pytest.raises(BackendError, match="at most 2 sessions"):
+        await backend.submit(_spec(CPU, tmp_path))
+    await backend.cancel(jobs[0])
+    with pytest.raises(BackendError, match="No P slice is free right now"):
+        await backend.submit(_spec(GPU2, tmp_path))
+    await backend.cancel(jobs[1])
+
+
+async def test_a_restarted_backend_still_knows_its_jobs(tmp_path):
+    first = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)
+    job = await first.submit(_spec(GPU1, tmp_path))
+    second = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)  # e.g. after a hub restart
+    assert (await second.status([job]))[job].state == JobState.RUNNING
+    assert (await second.availability([GPU1]))["gpu-1"].busy == 1
+    await second.cancel(job)
+    assert (await second.status([job]))[job].state == JobState.CANCELLED
+
+
+async def test_a_vanished_job_is_unknown_with_a_reason(tmp_path):
+    first = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)
+    job = await first.submit(_spec(CPU, tmp_path))
+    pid = json.loads((tmp_path / "jobs" / f"{job}.json").read_text())["pid"]
+    os.kill(pid, 9)  # the hub that started it is gone too: nobody reaps it
+    time.sleep(0.3)  # deliberately blocking: the first backend's reaper must not run
+    second = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)
+    statuses = await second.status([job, "local-nonexistent"])
+    assert statuses[job].state == JobState.UNKNOWN
+    assert "gone" in statuses[job].reason
+    assert statuses["local-nonexistent"].state == JobState.UNKNOWN
+
+
+async def test_a_command_that_cannot_run_is_a_backend_error(tmp_path):
+    backend = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)
+    with pytest.raises(BackendError, match="could not be started"):
+        await backend.submit(_spec(CPU, tmp_path, ("/nonexistent/jupyterhub-singleuser",)))
