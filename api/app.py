@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from gpuaf.api.identity import HubIdentity, NotAuthenticated
+from gpuaf.api.routes import health, me, oauth, slices
 from jupyterhub.services.auth import HubOAuth
 
 from gpuaf import __version__
-from gpuaf.api.identity import HubIdentity, NotAuthenticated
-from gpuaf.api.routes import health, me, oauth, slices
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
 from gpuaf.ledger import migrate
@@ -39,8 +39,12 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
         facility.ledger.dispose()
 
     app = FastAPI(
-        title="gpuaf portal API", version=__version__, lifespan=lifespan,
-        openapi_url=f"{api}/openapi.json", docs_url=f"{api}/docs", redoc_url=None,
+        title="gpuaf portal API",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url=f"{api}/openapi.json",
+        docs_url=f"{api}/docs",
+        redoc_url=None,
         description="Slices, sessions and identity of the GPU analysis facility. "
         "Authenticate with a JupyterHub API token: `Authorization: token <token>`.",
     )

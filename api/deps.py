@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-
 from gpuaf.api.identity import COOKIE, HubIdentity, PortalUser
+
 from gpuaf.facility import Facility
 
 
@@ -20,8 +20,9 @@ def get_identity(request: Request) -> HubIdentity:
 
 async def get_current_user(request: Request) -> PortalUser:
     identity: HubIdentity = request.app.state.identity
-    return await identity.user_for(request.headers.get("authorization"),
-                                   request.cookies.get(COOKIE))
+    return await identity.user_for(
+        request.headers.get("authorization"), request.cookies.get(COOKIE)
+    )
 
 
 FacilityDep = Annotated[Facility, Depends(get_facility)]

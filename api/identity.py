@@ -49,15 +49,17 @@ class HubIdentity:
         if not token:
             raise NotAuthenticated(
                 "Not logged in: send a JupyterHub API token as 'Authorization: token <token>', "
-                f"or log in at {self.prefix}login")
+                f"or log in at {self.prefix}login"
+            )
         model = await self.hub_auth.user_for_token(token, sync=False)
         if not model or model.get("kind", "user") != "user":
             raise NotAuthenticated("The token is not valid (expired or revoked): log in again.")
         if not self.hub_auth.check_scopes(self.hub_auth.access_scopes, model):
             raise PublicError("This token does not grant access to the portal.", status=403)
         full = await self._user_model(model["name"])
-        return PortalUser(full["name"], tuple(sorted(full.get("groups", []))),
-                          bool(full.get("admin")), via)
+        return PortalUser(
+            full["name"], tuple(sorted(full.get("groups", []))), bool(full.get("admin")), via
+        )
 
     async def _user_model(self, name: str) -> dict:
         cached = self._models.get(name)
@@ -65,7 +67,8 @@ class HubIdentity:
             return cached[1]
         reply = await self.http.get(
             f"{self.hub_auth.api_url}/users/{name}",
-            headers={"Authorization": f"token {self.hub_auth.api_token}"})
+            headers={"Authorization": f"token {self.hub_auth.api_token}"},
+        )
         reply.raise_for_status()
         model = reply.json()
         self._models[name] = (time.monotonic(), model)

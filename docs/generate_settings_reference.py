@@ -135,10 +135,8 @@ def _constraints(metadata: list[Any], counted: str = "") -> list[str]:
         out.append(f"at least {ge}")
     elif le is not None:
         out.append(f"at most {le}")
-    min_len = next((m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)),
-                   None)
-    max_len = next((m.max_length for m in metadata if isinstance(m, annotated_types.MaxLen)),
-                   None)
+    min_len = next((m.min_length for m in metadata if isinstance(m, annotated_types.MinLen)), None)
+    max_len = next((m.max_length for m in metadata if isinstance(m, annotated_types.MaxLen)), None)
     if min_len is not None and max_len is not None:
         out.append(f"{min_len} to {max_len} {counted}s".rstrip())
     elif min_len is not None:
@@ -157,8 +155,10 @@ def type_text(tp: Any, metadata: list[Any] = ()) -> str:  # type: ignore[assignm
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         inner = " or ".join(type_text(a) for a in args)
         return f"{inner}, or null" if len(args) < len(typing.get_args(tp)) else inner
-    unit = next((UNITS[m.func] for m in metadata
-                 if isinstance(m, BeforeValidator) and m.func in UNITS), None)
+    unit = next(
+        (UNITS[m.func] for m in metadata if isinstance(m, BeforeValidator) and m.func in UNITS),
+        None,
+    )
     if origin is typing.Literal:
         return "one of " + ", ".join(_code(a) for a in typing.get_args(tp))
     counted = ""
@@ -180,8 +180,13 @@ def type_text(tp: Any, metadata: list[Any] = ()) -> str:  # type: ignore[assignm
     elif isinstance(tp, type) and issubclass(tp, BaseModel):
         base = "section"
     else:
-        base = {str: "string", int: "integer", bool: "boolean", Path: "path",
-                SecretStr: "string (secret)"}.get(tp, getattr(tp, "__name__", str(tp)))
+        base = {
+            str: "string",
+            int: "integer",
+            bool: "boolean",
+            Path: "path",
+            SecretStr: "string (secret)",
+        }.get(tp, getattr(tp, "__name__", str(tp)))
         counted = "character" if tp in (str, SecretStr) else ""
     extra = _constraints(metadata, counted)
     return base + (f", {', '.join(extra)}" if extra else "")
@@ -212,17 +217,29 @@ def default_text(field: FieldInfo, unit: str | None) -> str:
 
 def _unit_of(field: FieldInfo) -> str | None:
     _tp, metadata = _unwrap(field.annotation, field.metadata)
-    return next((UNITS[m.func] for m in metadata
-                 if isinstance(m, BeforeValidator) and m.func in UNITS), None)
+    return next(
+        (UNITS[m.func] for m in metadata if isinstance(m, BeforeValidator) and m.func in UNITS),
+        None,
+    )
 
 
 def table(model: type[BaseModel]) -> str:
     rows = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for name, field in model.model_fields.items():
         kind = type_text(field.annotation, field.metadata)
-        rows.append("| " + " | ".join(_cell(c) for c in (
-            _code(name), kind, default_text(field, _unit_of(field)),
-            field.description or "")) + " |")
+        rows.append(
+            "| "
+            + " | ".join(
+                _cell(c)
+                for c in (
+                    _code(name),
+                    kind,
+                    default_text(field, _unit_of(field)),
+                    field.description or "",
+                )
+            )
+            + " |"
+        )
     return "\n".join(rows)
 
 
@@ -231,10 +248,14 @@ def gpu_models() -> str:
     rows = ["| Model | NVML name | Memory | MIG profiles |", "| --- | --- | --- | --- |"]
     for model in MODELS.values():
         migs = ", ".join(_code(m) for m in model.mig) or "none"
-        rows.append(f"| {_code(model.key)} | {model.device_name} | "
-                    f"{format_mib(model.memory_mib)} | {migs} |")
-    return ("Known GPU models (`gpu_models` takes these keys or a prefix of them, e.g. "
-            "`H100`):\n\n" + "\n".join(rows))
+        rows.append(
+            f"| {_code(model.key)} | {model.device_name} | "
+            f"{format_mib(model.memory_mib)} | {migs} |"
+        )
+    return (
+        "Known GPU models (`gpu_models` takes these keys or a prefix of them, e.g. "
+        "`H100`):\n\n" + "\n".join(rows)
+    )
 
 
 def _top_level(name: str) -> str:
@@ -254,15 +275,19 @@ def _check_coverage() -> None:
         for name, field in model.model_fields.items():
             tp, _ = _unwrap(field.annotation, field.metadata)
             if isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in documented:
-                raise SystemExit(f"{model.__name__}.{name} ({tp.__name__}) is not documented: "
-                                 "add it to SECTIONS")
+                raise SystemExit(
+                    f"{model.__name__}.{name} ({tp.__name__}) is not documented: add it to SECTIONS"
+                )
 
 
 def render() -> str:
     _check_coverage()
     parts = [HEADER]
-    parts.append("## Sections\n\n" + "\n".join(
-        f"- [`{key}`](#{key.replace('.', '')})" for key, _model, _path in SECTIONS) + "\n")
+    parts.append(
+        "## Sections\n\n"
+        + "\n".join(f"- [`{key}`](#{key.replace('.', '')})" for key, _model, _path in SECTIONS)
+        + "\n"
+    )
     for key, model, path in SECTIONS:
         level = "###" if "." in key else "##"
         heading = f"{level} `{key}`\n"
@@ -279,8 +304,9 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
         if current != text:
-            print(f"{OUTPUT} is out of date: run docs/generate_settings_reference.py",
-                  file=sys.stderr)
+            print(
+                f"{OUTPUT} is out of date: run docs/generate_settings_reference.py", file=sys.stderr
+            )
             return 1
         return 0
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)

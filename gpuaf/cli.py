@@ -19,7 +19,7 @@ DEFAULT_SIMULATION = "2xH100-80GB,H200-141GB[3g.71gb,2g.35gb,2x1g.18gb]"
 
 
 def _hub_config_file() -> Path:
-    from gpuaf import hub  # noqa: PLC0415
+    from gpuaf import hub
 
     return Path(hub.__file__).with_name("jupyterhub_config.py")
 
@@ -30,20 +30,27 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_settings(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--settings", metavar="FILE",
-                            help=f"settings file (default: ${ENV_VAR}, else the embedded "
-                            "demo defaults)")
+        parser.add_argument(
+            "--settings",
+            metavar="FILE",
+            help=f"settings file (default: ${ENV_VAR}, else the embedded demo defaults)",
+        )
         return parser
 
     def with_overrides(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--port", type=int, help="public port (overrides portal.port)")
-        parser.add_argument("--simulate-gpus", nargs="?", const=DEFAULT_SIMULATION,
-                            metavar="SPEC",
-                            help="SIMULATED GPUs, to show slices on a machine without GPUs "
-                            f"(default spec: {DEFAULT_SIMULATION}); sessions get no real GPU")
+        parser.add_argument(
+            "--simulate-gpus",
+            nargs="?",
+            const=DEFAULT_SIMULATION,
+            metavar="SPEC",
+            help="SIMULATED GPUs, to show slices on a machine without GPUs "
+            f"(default spec: {DEFAULT_SIMULATION}); sessions get no real GPU",
+        )
 
-    demo = with_settings(sub.add_parser(
-        "demo", help="run the whole portal here with a demo identity provider"))
+    demo = with_settings(
+        sub.add_parser("demo", help="run the whole portal here with a demo identity provider")
+    )
     with_overrides(demo)
     hub = with_settings(sub.add_parser("hub", help="run JupyterHub with the portal"))
     with_overrides(hub)
@@ -88,15 +95,17 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path]:
             data["iam"].pop("client_secret", None)
         else:
             data["iam"]["client_secret"] = settings.iam.client_secret.get_secret_value()
-        path.write_text("# written by gpuaf from the settings and command-line options\n"
-                        + yaml.safe_dump(data, sort_keys=False))
+        path.write_text(
+            "# written by gpuaf from the settings and command-line options\n"
+            + yaml.safe_dump(data, sort_keys=False)
+        )
         path.chmod(0o600)
         settings = load_settings(path)
     return settings, path
 
 
 def _check_ports(settings: Settings) -> None:
-    from gpuaf.ports import ensure_free  # noqa: PLC0415
+    from gpuaf.ports import ensure_free
 
     p = settings.portal
     ensure_free(p.host, p.port, "portal.port", "the public proxy")
@@ -106,8 +115,8 @@ def _check_ports(settings: Settings) -> None:
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
-    from gpuaf.hub.auth import discover  # noqa: PLC0415
-    from gpuaf.ledger import migrate  # noqa: PLC0415
+    from gpuaf.hub.auth import discover
+    from gpuaf.ledger import migrate
 
     settings, path = _settings(args)
     _check_ports(settings)
@@ -119,16 +128,18 @@ def cmd_hub(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: PLC0415
-    from jupyterhub.services.auth import HubOAuth  # noqa: PLC0415
-    from traitlets import TraitError  # noqa: PLC0415
+    import uvicorn
+    from jupyterhub.services.auth import HubOAuth
+    from traitlets import TraitError
 
-    from gpuaf.api.app import create_app  # noqa: PLC0415
-    from gpuaf.facility import Facility  # noqa: PLC0415
+    from gpuaf.api.app import create_app
+    from gpuaf.facility import Facility
 
     settings = load_settings(args.settings)
-    not_under_hub = PublicError("`gpuaf api` runs as a service of the hub, which starts it; "
-                                "start the portal with `gpuaf hub` or `gpuaf demo`.")
+    not_under_hub = PublicError(
+        "`gpuaf api` runs as a service of the hub, which starts it; "
+        "start the portal with `gpuaf hub` or `gpuaf demo`."
+    )
     if not os.environ.get("JUPYTERHUB_API_TOKEN"):
         raise not_under_hub
     try:
@@ -136,13 +147,14 @@ def cmd_api(args: argparse.Namespace) -> int:
     except TraitError as exc:
         raise not_under_hub from exc
     app = create_app(Facility.from_settings(settings), hub_auth)
-    uvicorn.run(app, host="127.0.0.1", port=settings.portal.api_port, log_level="info",
-                proxy_headers=False)
+    uvicorn.run(
+        app, host="127.0.0.1", port=settings.portal.api_port, log_level="info", proxy_headers=False
+    )
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from gpuaf.ledger import migrate  # noqa: PLC0415
+    from gpuaf.ledger import migrate
 
     settings = load_settings(args.settings)
     migrate(settings.ledger_url)
@@ -151,40 +163,55 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_slices(args: argparse.Namespace) -> int:
-    from gpuaf.spawners.backends import make_backend  # noqa: PLC0415
+    from gpuaf.spawners.backends import make_backend
 
     settings, _ = _settings(args)
     backend = make_backend(settings)
     table = asyncio.run(backend.availability(settings.profiles))
-    rows = [{"name": p.name, "kind": p.kind, "display_name": p.display_name,
-             "summary": p.summary(), "groups": p.groups or ["(all)"],
-             "capacity": table[p.name].capacity, "free": table[p.name].free}
-            for p in settings.profiles]
+    rows = [
+        {
+            "name": p.name,
+            "kind": p.kind,
+            "display_name": p.display_name,
+            "summary": p.summary(),
+            "groups": p.groups or ["(all)"],
+            "capacity": table[p.name].capacity,
+            "free": table[p.name].free,
+        }
+        for p in settings.profiles
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
     print(f"{'PROFILE':<{width}}  KIND  FREE/CAP  GROUPS            DESCRIPTION")
     for r in rows:
-        print(f"{r['name']:<{width}}  {r['kind']:<4}  {r['free']:>4}/{r['capacity']:<3}  "
-              f"{','.join(r['groups']):<16}  {r['display_name']}: {r['summary']}")
+        print(
+            f"{r['name']:<{width}}  {r['kind']:<4}  {r['free']:>4}/{r['capacity']:<3}  "
+            f"{','.join(r['groups']):<16}  {r['display_name']}: {r['summary']}"
+        )
     if backend.simulated:
         print("\nGPUs are SIMULATED: sessions on GPU slices get no real device.")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gpuaf.demo.supervisor import Demo, banner, idp_port  # noqa: PLC0415
-    from gpuaf.ports import ensure_free  # noqa: PLC0415
-    from gpuaf.spawners.backends import make_backend  # noqa: PLC0415
+    from gpuaf.demo.supervisor import Demo, banner, idp_port
+    from gpuaf.ports import ensure_free
+    from gpuaf.spawners.backends import make_backend
 
     settings, path = _settings(args)
     _check_ports(settings)
     ensure_free(*idp_port(settings), "iam.issuer", "the demo OIDC provider")
     backend = make_backend(settings)
     inv = getattr(backend, "inventory", None)
-    gpus = (f"SIMULATED: {settings.backend.local.simulate_gpus}" if backend.simulated
-            else inv.note if inv is not None else settings.backend.kind)
+    gpus = (
+        f"SIMULATED: {settings.backend.local.simulate_gpus}"
+        if backend.simulated
+        else inv.note
+        if inv is not None
+        else settings.backend.kind
+    )
     demo = Demo(settings, path)
     try:
         demo.start()
@@ -194,5 +221,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         demo.stop()
 
 
-COMMANDS = {"demo": cmd_demo, "hub": cmd_hub, "api": cmd_api, "migrate": cmd_migrate,
-            "slices": cmd_slices}
+COMMANDS = {
+    "demo": cmd_demo,
+    "hub": cmd_hub,
+    "api": cmd_api,
+    "migrate": cmd_migrate,
+    "slices": cmd_slices,
+}

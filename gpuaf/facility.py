@@ -28,8 +28,9 @@ class Facility:
     def from_settings(cls, settings: Settings) -> Facility:
         return cls(settings, make_backend(settings), Ledger(settings.ledger_url))
 
-    async def availability(self, profiles: Sequence[SliceProfile] | None = None,
-                           fresh: bool = False) -> dict[str, Availability]:
+    async def availability(
+        self, profiles: Sequence[SliceProfile] | None = None, fresh: bool = False
+    ) -> dict[str, Availability]:
         """Availability of every profile, cached briefly: many open forms cost one query."""
         async with self._lock:
             now = time.monotonic()

@@ -40,35 +40,61 @@ def _mig(*rows: tuple[str, int, int]) -> dict[str, MigProfile]:
 
 
 _A100_80_MIG = _mig(
-    ("1g.10gb", 9856, 7), ("1g.10gb+me", 9856, 1), ("1g.20gb", 19968, 4), ("2g.20gb", 19968, 3),
-    ("3g.40gb", 40192, 2), ("4g.40gb", 40192, 1), ("7g.80gb", 80384, 1),
+    ("1g.10gb", 9856, 7),
+    ("1g.10gb+me", 9856, 1),
+    ("1g.20gb", 19968, 4),
+    ("2g.20gb", 19968, 3),
+    ("3g.40gb", 40192, 2),
+    ("4g.40gb", 40192, 1),
+    ("7g.80gb", 80384, 1),
 )
 
 MODELS: dict[str, GpuModel] = {
     m.key: m
     for m in (
         GpuModel(
-            "A100-40GB", "NVIDIA A100-SXM4-40GB", 40536, 8.0,
+            "A100-40GB",
+            "NVIDIA A100-SXM4-40GB",
+            40536,
+            8.0,
             _mig(
-                ("1g.5gb", 4864, 7), ("1g.5gb+me", 4864, 1), ("1g.10gb", 9856, 4),
-                ("2g.10gb", 9856, 3), ("3g.20gb", 19968, 2), ("4g.20gb", 19968, 1),
+                ("1g.5gb", 4864, 7),
+                ("1g.5gb+me", 4864, 1),
+                ("1g.10gb", 9856, 4),
+                ("2g.10gb", 9856, 3),
+                ("3g.20gb", 19968, 2),
+                ("4g.20gb", 19968, 1),
                 ("7g.40gb", 40192, 1),
             ),
         ),
         GpuModel("A100-80GB", "NVIDIA A100-SXM4-80GB", 81920, 8.0, _A100_80_MIG),
         GpuModel(
-            "H100-80GB", "NVIDIA H100 80GB HBM3", 81559, 9.0,
+            "H100-80GB",
+            "NVIDIA H100 80GB HBM3",
+            81559,
+            9.0,
             _mig(
-                ("1g.10gb", 10240, 7), ("1g.10gb+me", 10240, 1), ("1g.20gb", 20480, 4),
-                ("2g.20gb", 20480, 3), ("3g.40gb", 40960, 2), ("4g.40gb", 40960, 1),
+                ("1g.10gb", 10240, 7),
+                ("1g.10gb+me", 10240, 1),
+                ("1g.20gb", 20480, 4),
+                ("2g.20gb", 20480, 3),
+                ("3g.40gb", 40960, 2),
+                ("4g.40gb", 40960, 1),
                 ("7g.80gb", 81559, 1),
             ),
         ),
         GpuModel(
-            "H200-141GB", "NVIDIA H200", 143771, 9.0,
+            "H200-141GB",
+            "NVIDIA H200",
+            143771,
+            9.0,
             _mig(
-                ("1g.18gb", 16384, 7), ("1g.18gb+me", 16384, 1), ("1g.35gb", 33024, 4),
-                ("2g.35gb", 33024, 3), ("3g.71gb", 71168, 2), ("4g.71gb", 71168, 1),
+                ("1g.18gb", 16384, 7),
+                ("1g.18gb+me", 16384, 1),
+                ("1g.35gb", 33024, 4),
+                ("2g.35gb", 33024, 3),
+                ("3g.71gb", 71168, 2),
+                ("4g.71gb", 71168, 1),
                 ("7g.141gb", 143771, 1),
             ),
         ),
@@ -112,11 +138,13 @@ class Inventory:
         return self.source == "simulated"
 
 
-_SIM_ITEM = re.compile(r"^(?:(?P<count>[1-9][0-9]?)x)?(?P<model>[A-Za-z0-9-]+)(?:\[(?P<mig>[^\]]*)\])?$")
+_SIM_ITEM = re.compile(
+    r"^(?:(?P<count>[1-9][0-9]?)x)?(?P<model>[A-Za-z0-9-]+)(?:\[(?P<mig>[^\]]*)\])?$"
+)
 
 
 def parse_simulation(spec: str) -> Inventory:
-    """Build a simulated inventory from a spec such as ``2xH100-80GB,H200-141GB[3g.71gb,2x1g.18gb]``.
+    """Build a simulated inventory from a spec like ``2xH100-80GB,H200-141GB[3g.71gb,2x1g.18gb]``.
 
     Each comma-separated item is ``[N x]MODEL`` for N whole GPUs or ``MODEL[profiles]``
     for one GPU cut into MIG instances (``2x1g.18gb`` repeats a profile).
@@ -136,14 +164,23 @@ def parse_simulation(spec: str) -> Inventory:
         for _ in range(count):
             index = len({d.parent_index for d in devices})
             if m["mig"] is None:
-                devices.append(Device(str(index), model.device_name, model.memory_mib, index,
-                                      simulated=True))
+                devices.append(
+                    Device(str(index), model.device_name, model.memory_mib, index, simulated=True)
+                )
                 continue
             for k, profile in enumerate(_expand_mig(m["mig"], model)):
                 mig = model.mig[profile]
                 uuid = f"MIG-sim{index:02d}-{k:02d}"
-                devices.append(Device(uuid, f"{model.device_name} MIG {profile}",
-                                      mig.memory_mib, index, profile, simulated=True))
+                devices.append(
+                    Device(
+                        uuid,
+                        f"{model.device_name} MIG {profile}",
+                        mig.memory_mib,
+                        index,
+                        profile,
+                        simulated=True,
+                    )
+                )
     if not devices:
         raise ValueError("the simulation spec lists no GPU")
     return Inventory(tuple(devices), "simulated", f"simulated GPUs: {spec}")
@@ -181,7 +218,7 @@ def discover(nvml: ModuleType | None = None) -> Inventory:
     if nvml is None:
         with warnings.catch_warnings():  # the pynvml shim announces its own deprecation
             warnings.simplefilter("ignore", FutureWarning)
-            import pynvml as nvml  # noqa: PLC0415 - imported only when discovery runs
+            import pynvml as nvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:

@@ -24,7 +24,9 @@ def ensure_free(host: str, port: int, key: str, what: str) -> None:
                 raise PortBusy(
                     f"Port {port} on {host} ({what}) is already in use by another program. "
                     f"Stop that program, or choose another port with `{key}` in the settings"
-                    + (" or --port" if key == "portal.port" else "") + ".") from exc
+                    + (" or --port" if key == "portal.port" else "")
+                    + "."
+                ) from exc
             raise PortBusy(f"Cannot listen on {host}:{port} ({what}): {exc.strerror}.") from exc
 
 

@@ -53,8 +53,10 @@ class SliceProfile(BaseModel):
     def _kind_rules(self) -> SliceProfile:
         kind = self.kind
         mig_only = {"mig_profile": self.mig_profile}
-        mps_only = {"mps_thread_percentage": self.mps_thread_percentage,
-                    "mps_pinned_memory": self.mps_pinned_memory}
+        mps_only = {
+            "mps_thread_percentage": self.mps_thread_percentage,
+            "mps_pinned_memory": self.mps_pinned_memory,
+        }
         for key, value in {**mig_only, **mps_only}.items():
             wanted = "mig" if key in mig_only else "mps"
             if value is not None and kind != wanted:
@@ -96,8 +98,11 @@ class SliceProfile(BaseModel):
         if pct is None or not 1 <= pct <= 100:
             raise ValueError(f"mps_thread_percentage must be 1-100 (got {pct})")
         # pinned memory must fit on every GPU the profile may land on
-        limit = min(m.memory_mib for m in models) if self.gpu_models else max(
-            m.memory_mib for m in MODELS.values())
+        limit = (
+            min(m.memory_mib for m in models)
+            if self.gpu_models
+            else max(m.memory_mib for m in MODELS.values())
+        )
         if self.mps_pinned_memory is not None and self.mps_pinned_memory > limit:
             raise ValueError(
                 f"mps_pinned_memory {format_mib(self.mps_pinned_memory)} is more than the GPU has "
@@ -114,11 +119,13 @@ class SliceProfile(BaseModel):
         """One line a physicist reads on the spawn form."""
         parts = {
             "cpu": "no GPU",
-            "gpu": f"{self.gpus}× whole GPU",
+            "gpu": f"{self.gpus} whole GPU" + ("s" if self.gpus > 1 else ""),
             "mig": f"MIG {self.mig_profile}",
             "mps": f"MPS {self.mps_thread_percentage} % of a GPU"
             + (f", {format_mib(self.mps_pinned_memory)}" if self.mps_pinned_memory else ""),
         }
         models = f" ({', '.join(self.gpu_models)})" if self.gpu_models else ""
-        return (f"{parts[self.kind]}{models} · {self.cpus} CPU · {format_mib(self.memory)} RAM"
-                f" · up to {format_duration(self.walltime)}")
+        return (
+            f"{parts[self.kind]}{models} · {self.cpus} CPU · {format_mib(self.memory)} RAM"
+            f" · up to {format_duration(self.walltime)}"
+        )

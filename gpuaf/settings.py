@@ -55,7 +55,8 @@ class PortalSettings(Strict):
         description="Where the portal keeps its state; relative to the settings file.",
     )
     service_name: str = Field(
-        "portal", pattern=r"^[a-z][a-z0-9-]{0,30}$",
+        "portal",
+        pattern=r"^[a-z][a-z0-9-]{0,30}$",
         description="Name of the API service; it is served under /services/<name>/.",
     )
 
@@ -68,14 +69,19 @@ class IAMSettings(Strict):
     issuer: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$", description="OIDC issuer URL.")
     client_id: str = Field(min_length=1, description="OIDC client registered with IAM.")
     client_secret: SecretStr = Field(
-        SecretStr(""), description="The client's secret; prefer client_secret_file.")
+        SecretStr(""), description="The client's secret; prefer client_secret_file."
+    )
     client_secret_file: Path | None = Field(
-        None, description="File holding the client secret (e.g. a mounted Kubernetes "
-        "Secret), read at start instead of client_secret.")
-    scopes: list[str] = Field(["openid", "profile", "email"],
-                              description="Scopes asked for at login.")
-    username_claim: str = Field("preferred_username",
-                                description="Claim that becomes the hub user name.")
+        None,
+        description="File holding the client secret (e.g. a mounted Kubernetes "
+        "Secret), read at start instead of client_secret.",
+    )
+    scopes: list[str] = Field(
+        ["openid", "profile", "email"], description="Scopes asked for at login."
+    )
+    username_claim: str = Field(
+        "preferred_username", description="Claim that becomes the hub user name."
+    )
     groups_claims: list[str] = Field(
         ["wlcg.groups", "groups"],
         description="Token claims read for groups, first found wins; read exactly, "
@@ -103,7 +109,8 @@ class IAMSettings(Strict):
 class GroupSettings(Strict):
     description: str = Field("", description="What the group is, for admins.")
     role: Literal["user", "collaboration-admin", "facility-admin"] = Field(
-        "user", description="Role of the group's members; facility-admin makes hub admins.")
+        "user", description="Role of the group's members; facility-admin makes hub admins."
+    )
 
 
 class LocalBackendSettings(Strict):
@@ -117,7 +124,7 @@ class LocalBackendSettings(Strict):
     @model_validator(mode="after")
     def _spec_parses(self) -> LocalBackendSettings:
         if self.simulate_gpus is not None:
-            from gpuaf.gpus import parse_simulation  # noqa: PLC0415
+            from gpuaf.gpus import parse_simulation
 
             parse_simulation(self.simulate_gpus)
         return self
@@ -125,16 +132,18 @@ class LocalBackendSettings(Strict):
 
 class BackendSettings(Strict):
     kind: Literal["local"] = Field("local", description="The batch system sessions run on.")
-    local: LocalBackendSettings = Field(LocalBackendSettings(),
-                                        description="Settings of the local backend.")
+    local: LocalBackendSettings = Field(
+        LocalBackendSettings(), description="Settings of the local backend."
+    )
 
 
 class SessionSettings(Strict):
     default_url: str = Field("/lab", description="Page a started session opens on.")
     start_timeout: Duration = Field(300, description="A spawn slower than this is abandoned.")
     http_timeout: Duration = Field(60, description="Time for a started server to answer.")
-    singleuser_cmd: list[str] = Field(["jupyterhub-singleuser"], min_length=1,
-                                      description="Command of the session's server.")
+    singleuser_cmd: list[str] = Field(
+        ["jupyterhub-singleuser"], min_length=1, description="Command of the session's server."
+    )
 
 
 class LedgerSettings(Strict):
@@ -214,7 +223,7 @@ def _deep_update(target: dict[str, Any], values: dict[str, Any]) -> None:
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
-    """Read, validate and return the settings; ``None`` means ``$GPUAF_SETTINGS`` or the defaults."""
+    """Read, validate and return the settings (None: ``$GPUAF_SETTINGS`` or the defaults)."""
     if path is None:
         path = os.environ.get(ENV_VAR) or EXAMPLE
     path = Path(path)

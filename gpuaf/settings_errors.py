@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    from gpuaf.settings import Settings  # noqa: PLC0415 - avoids an import cycle
+    from gpuaf.settings import Settings
 
     lines = [f"{source}: invalid settings"]
     for err in exc.errors(include_url=False):

@@ -26,15 +26,17 @@ def discover(issuer: str, timeout: float = 10.0) -> dict[str, Any]:
         reply.raise_for_status()
         doc = reply.json()
     except (httpx.HTTPError, ValueError) as exc:
-        raise SettingsError(f"iam.issuer: cannot read the discovery document at {url} ({exc})") \
-            from exc
+        raise SettingsError(
+            f"iam.issuer: cannot read the discovery document at {url} ({exc})"
+        ) from exc
     if doc.get("issuer", "").rstrip("/") != issuer.rstrip("/"):
         raise SettingsError(f"iam.issuer: {url} names issuer {doc.get('issuer')!r}, not {issuer!r}")
     return doc
 
 
-def groups_from_claims(claims: Mapping[str, Any], claim_names: Iterable[str],
-                       known: Iterable[str]) -> list[str]:
+def groups_from_claims(
+    claims: Mapping[str, Any], claim_names: Iterable[str], known: Iterable[str]
+) -> list[str]:
     """The declared groups found in the first present claim, each read exactly."""
     known = set(known)
     for name in claim_names:

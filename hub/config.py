@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpuaf.settings import ENV_VAR, Settings
 from gpuaf.templates import HUB_TEMPLATES
+
+from gpuaf.settings import ENV_VAR, Settings
 
 CHP_ENV = "GPUAF_PROXY_COMMAND"
 
@@ -30,7 +31,7 @@ def proxy_command() -> str:
 
 
 def configure(c: Any, settings: Settings, settings_path: str) -> None:
-    from gpuaf.hub.auth import configure_authenticator  # noqa: PLC0415 - needs the IdP up
+    from gpuaf.hub.auth import configure_authenticator
 
     portal = settings.portal
     data = settings.data_dir
@@ -57,18 +58,28 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
     c.Spawner.start_timeout = settings.sessions.start_timeout
     c.Spawner.http_timeout = settings.sessions.http_timeout
 
-    c.JupyterHub.services = [{
-        "name": service,
-        "display": True,
-        "info": {"description": "gpuaf portal: dashboards and REST API"},
-        "url": f"http://127.0.0.1:{portal.api_port}",
-        "command": [sys.executable, "-m", "gpuaf", "api", "--settings", settings_path],
-        "environment": {ENV_VAR: settings_path},
-        "oauth_no_confirm": True,
-    }]
+    c.JupyterHub.services = [
+        {
+            "name": service,
+            "display": True,
+            "info": {"description": "gpuaf portal: dashboards and REST API"},
+            "url": f"http://127.0.0.1:{portal.api_port}",
+            "command": [sys.executable, "-m", "gpuaf", "api", "--settings", settings_path],
+            "environment": {ENV_VAR: settings_path},
+            "oauth_no_confirm": True,
+        }
+    ]
     c.JupyterHub.load_roles = [
         {"name": "user", "scopes": ["self", f"access:services!service={service}"]},
-        {"name": f"{service}-service", "services": [service],
-         "scopes": ["list:users", "read:users", "read:users:groups", "read:servers",
-                    "admin:servers"]},
+        {
+            "name": f"{service}-service",
+            "services": [service],
+            "scopes": [
+                "list:users",
+                "read:users",
+                "read:users:groups",
+                "read:servers",
+                "admin:servers",
+            ],
+        },
     ]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gpuaf.facility import Facility
-from gpuaf.profiles import SliceProfile
 from gpuaf.spawners.backends import Availability
 from gpuaf.templates import render
+
+from gpuaf.facility import Facility
+from gpuaf.profiles import SliceProfile
 
 
 @dataclass(frozen=True)
@@ -38,5 +39,10 @@ async def render_form(facility: Facility, profiles: Sequence[SliceProfile]) -> s
     rows = await form_rows(facility, profiles)
     first = next((r.profile.name for r in rows if r.bookable), None)
     hidden = len(profiles) - len(rows)
-    return render("forms/slices.html", rows=rows, checked=first, hidden=hidden,
-                  simulated=facility.backend.simulated)
+    return render(
+        "forms/slices.html",
+        rows=rows,
+        checked=first,
+        hidden=hidden,
+        simulated=facility.backend.simulated,
+    )

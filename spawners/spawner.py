@@ -15,6 +15,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from gpuaf.spawners.backends import JobSpec, JobState
+from gpuaf.spawners.form import render_form
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import random_port
 from tornado import web
@@ -25,8 +27,6 @@ from gpuaf.facility import Facility, facility_for
 from gpuaf.ledger.sessions import open_session, set_state
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import ENV_VAR
-from gpuaf.spawners.backends import JobSpec, JobState
-from gpuaf.spawners.form import render_form
 
 
 class SpawnFailed(Exception):
@@ -39,7 +39,8 @@ class SpawnFailed(Exception):
 
 class SliceSpawner(Spawner):
     settings_file = Unicode(
-        "", config=True,
+        "",
+        config=True,
         help="gpuaf settings file; empty means $GPUAF_SETTINGS or the embedded defaults.",
     )
     status_interval = Float(0.5, config=True, help="Seconds between status checks while starting.")
@@ -116,11 +117,21 @@ class SliceSpawner(Spawner):
         self._events.clear()
         ledger, backend = facility.ledger, facility.backend
         self.session_id = await asyncio.to_thread(
-            open_session, ledger, user=self.user.name, server=self.name, profile=profile.name,
-            backend=backend.name)
-        await asyncio.to_thread(ledger.audit, self.user.name, "session.book",
-                                f"{self.user.name}/{self.name}", profile=profile.name,
-                                session=self.session_id)
+            open_session,
+            ledger,
+            user=self.user.name,
+            server=self.name,
+            profile=profile.name,
+            backend=backend.name,
+        )
+        await asyncio.to_thread(
+            ledger.audit,
+            self.user.name,
+            "session.book",
+            f"{self.user.name}/{self.name}",
+            profile=profile.name,
+            session=self.session_id,
+        )
         self._emit(10, f"Booking a {profile.display_name} slice ({profile.summary()})")
         self.port = random_port()
         spec = self._job_spec(profile, settings.data_dir)
@@ -130,15 +141,27 @@ class SliceSpawner(Spawner):
             await asyncio.to_thread(set_state, ledger, self.session_id, "failed", exc.message)
             raise SpawnFailed(exc.message, exc.log_message) from exc
         facility.forget_availability()
-        await asyncio.to_thread(set_state, ledger, self.session_id, "queued",
-                                "submitted to the batch system", job_id=self.job_id)
+        await asyncio.to_thread(
+            set_state,
+            ledger,
+            self.session_id,
+            "queued",
+            "submitted to the batch system",
+            job_id=self.job_id,
+        )
         self._emit(30, f"Submitted as job {self.job_id}; waiting for it to start")
         status = await self._wait_running()
         gpus = ", ".join(status.gpus) or "none"
         sim = " (simulated)" if status.gpus and backend.simulated else ""
-        await asyncio.to_thread(set_state, ledger, self.session_id, "starting",
-                                "job running; server starting", node=status.host,
-                                gpu_ids=list(status.gpus))
+        await asyncio.to_thread(
+            set_state,
+            ledger,
+            self.session_id,
+            "starting",
+            "job running; server starting",
+            node=status.host,
+            gpu_ids=list(status.gpus),
+        )
         self._emit(70, f"Running on {status.host}, GPUs: {gpus}{sim}; starting JupyterLab")
         return (status.host or "127.0.0.1", self.port)
 
@@ -150,8 +173,9 @@ class SliceSpawner(Spawner):
                 return status
             if status.state.final or status.state == JobState.HELD:
                 message = status.reason or f"The job ended ({status.state})."
-                await asyncio.to_thread(set_state, self.facility.ledger, self.session_id,
-                                        "failed", message)
+                await asyncio.to_thread(
+                    set_state, self.facility.ledger, self.session_id, "failed", message
+                )
                 if status.state == JobState.HELD:
                     await backend.cancel(self.job_id)
                 raise SpawnFailed(message)
@@ -163,22 +187,38 @@ class SliceSpawner(Spawner):
         home.mkdir(parents=True, exist_ok=True)
         env = self.get_env()
         env.update(HOME=str(home), GPUAF_SESSION_ID=self.session_id, GPUAF_PROFILE=profile.name)
-        cmd = [_resolve_cmd(settings.sessions.singleuser_cmd[0]),
-               *settings.sessions.singleuser_cmd[1:], *self.get_args()]
+        cmd = [
+            _resolve_cmd(settings.sessions.singleuser_cmd[0]),
+            *settings.sessions.singleuser_cmd[1:],
+            *self.get_args(),
+        ]
         cmd += ["--ip=127.0.0.1", f"--port={self.port}", f"--ServerApp.root_dir={home}"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
-        return JobSpec(name=f"gpuaf-{self.session_id}", user=self.user.name, profile=profile,
-                       command=tuple(cmd), env=env, workdir=home,
-                       tags={"portal": "gpuaf", "user": self.user.name,
-                             "session": self.session_id, "profile": profile.name})
+        return JobSpec(
+            name=f"gpuaf-{self.session_id}",
+            user=self.user.name,
+            profile=profile,
+            command=tuple(cmd),
+            env=env,
+            workdir=home,
+            tags={
+                "portal": "gpuaf",
+                "user": self.user.name,
+                "session": self.session_id,
+                "profile": profile.name,
+            },
+        )
 
     def start_polling(self) -> None:
         """Called by the hub once the server answers: the session is running."""
         super().start_polling()
         if self.session_id:
-            task = asyncio.get_running_loop().create_task(asyncio.to_thread(
-                set_state, self.facility.ledger, self.session_id, "running", "server up"))
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(
+                    set_state, self.facility.ledger, self.session_id, "running", "server up"
+                )
+            )
             self._background = task  # keep a reference until it is done
 
     async def poll(self) -> int | None:
@@ -187,13 +227,19 @@ class SliceSpawner(Spawner):
         status = (await self.facility.backend.status([self.job_id]))[self.job_id]
         if status.state in (JobState.RUNNING, JobState.PENDING):
             if self.session_id and self.server:
-                await asyncio.to_thread(set_state, self.facility.ledger, self.session_id,
-                                        "running", "server up")
+                await asyncio.to_thread(
+                    set_state, self.facility.ledger, self.session_id, "running", "server up"
+                )
             return None
         if self.session_id:
             final = "lost" if status.state == JobState.UNKNOWN else "stopped"
-            await asyncio.to_thread(set_state, self.facility.ledger, self.session_id, final,
-                                    status.reason or f"job {status.state}")
+            await asyncio.to_thread(
+                set_state,
+                self.facility.ledger,
+                self.session_id,
+                final,
+                status.reason or f"job {status.state}",
+            )
         return status.exit_code if status.exit_code is not None else 1
 
     async def stop(self, now: bool = False) -> None:
@@ -206,8 +252,13 @@ class SliceSpawner(Spawner):
         self.facility.forget_availability()
         if self.session_id:
             await asyncio.to_thread(set_state, ledger, self.session_id, "stopped", "stopped")
-            await asyncio.to_thread(ledger.audit, self.user.name, "session.stop",
-                                    f"{self.user.name}/{self.name}", session=self.session_id)
+            await asyncio.to_thread(
+                ledger.audit,
+                self.user.name,
+                "session.stop",
+                f"{self.user.name}/{self.name}",
+                session=self.session_id,
+            )
 
     # -- state -------------------------------------------------------------
     def get_state(self) -> dict:
@@ -233,8 +284,9 @@ async def _render_options_form(spawner: SliceSpawner) -> str:
 
 
 def _apply_user_options(spawner: SliceSpawner, user_options: dict) -> None:
-    spawner.profile_name = spawner._resolve(user_options.get("profile", "")).name \
-        if user_options else ""
+    spawner.profile_name = (
+        spawner._resolve(user_options.get("profile", "")).name if user_options else ""
+    )
 
 
 def _resolve_cmd(name: str) -> str:

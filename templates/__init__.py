@@ -13,8 +13,12 @@ HUB_TEMPLATES = HERE / "hub"
 
 @cache
 def environment() -> Environment:
-    return Environment(loader=FileSystemLoader(str(HERE)), autoescape=select_autoescape(),
-                       trim_blocks=True, lstrip_blocks=True)
+    return Environment(
+        loader=FileSystemLoader(str(HERE)),
+        autoescape=select_autoescape(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render(name: str, **context: object) -> str:

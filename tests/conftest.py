@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--ledger", choices=["sqlite", "postgresql"], default="sqlite",
-                     help="ledger database of the end-to-end stack")
+    parser.addoption(
+        "--ledger",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="ledger database of the end-to-end stack",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +69,9 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[Stack]:
+def stack(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     ledger = None
     if request.config.getoption("--ledger") == "postgresql":
         ledger = create_database(request.getfixturevalue("postgres_server"))
@@ -106,12 +111,18 @@ def artifacts() -> Path:
 def chromium():
     from playwright.sync_api import sync_playwright
 
-    executable = os.environ.get("GPUAF_CHROMIUM") or shutil.which("chromium") \
-        or "/usr/bin/chromium"
+    executable = os.environ.get("GPUAF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=executable,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         yield browser
         browser.close()

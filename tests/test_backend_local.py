@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 import sys
+import time
+from pathlib import Path
 
 import pytest
+from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
+from gpuaf.spawners.backends.base import JobSpec, JobState
+from gpuaf.spawners.backends.local import LocalBackend
 
 from gpuaf.errors import BackendError
 from gpuaf.gpus import parse_simulation
 from gpuaf.profiles import SliceProfile
-from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
-from gpuaf.spawners.backends.base import JobSpec, JobState
-from gpuaf.spawners.backends.local import LocalBackend
 
 INVENTORY = parse_simulation("2xH100-80GB,H200-141GB[3g.71gb,2x1g.18gb]")
 SLEEPER = (sys.executable, "-c", "import time, os; time.sleep(60)")
@@ -54,13 +55,18 @@ def test_a_mig_instance_is_booked_once():
     one = allocate(MIG1, INVENTORY, [])
     two = allocate(MIG1, INVENTORY, [Booking("mig-1g", "mig", one)])
     assert one != two
-    assert allocate(MIG1, INVENTORY, [Booking("x", "mig", one), Booking("x", "mig", two)]) \
-        is None
+    assert allocate(MIG1, INVENTORY, [Booking("x", "mig", one), Booking("x", "mig", two)]) is None
 
 
 def _spec(p: SliceProfile, tmp_path, command=SLEEPER) -> JobSpec:
-    return JobSpec(name="t", user="alice", profile=p, command=command,
-                   env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, workdir=tmp_path)
+    return JobSpec(
+        name="t",
+        user="alice",
+        profile=p,
+        command=command,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+        workdir=tmp_path,
+    )
 
 
 async def test_submit_status_cancel_with_a_real_process(tmp_path):
@@ -69,7 +75,7 @@ async def test_submit_status_cancel_with_a_real_process(tmp_path):
     status = (await backend.status([job]))[job]
     assert status.state == JobState.RUNNING
     record = json.loads((tmp_path / "jobs" / f"{job}.json").read_text())
-    env = open(f"/proc/{record['pid']}/environ", "rb").read().split(b"\0")
+    env = Path(f"/proc/{record['pid']}/environ").read_bytes().split(b"\0")
     assert b"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=25" in env
     assert b"CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=20480M" in env
     assert b"GPUAF_SIMULATED_GPUS=1" in env

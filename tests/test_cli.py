@@ -13,8 +13,9 @@ from support.stack import write_settings
 
 
 def gpuaf(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gpuaf", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "gpuaf", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture

@@ -26,18 +26,31 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
         auth = {"Authorization": f"token {token}"}
         slices = httpx.get(f"{stack.api}/slices", headers=auth).json()
         assert [s["name"] for s in slices if s["availability"]["capacity"]] == ["cpu"]
-        assert httpx.post(f"{stack.url}hub/api/users/bob/server", json={"profile": "cpu"},
-                          headers=auth, timeout=60).status_code in (201, 202)
+        assert httpx.post(
+            f"{stack.url}hub/api/users/bob/server",
+            json={"profile": "cpu"},
+            headers=auth,
+            timeout=60,
+        ).status_code in (201, 202)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if httpx.get(f"{stack.url}hub/api/users/bob", headers=auth
-                         ).json()["servers"].get("", {}).get("ready"):
+            if (
+                httpx.get(f"{stack.url}hub/api/users/bob", headers=auth)
+                .json()["servers"]
+                .get("", {})
+                .get("ready")
+            ):
                 break
             time.sleep(0.5)
         family = stack.descendants()
         names = " ".join(" ".join(p.cmdline()) for p in family)
-        for part in ("idp.mjs", "jupyterhub", "configurable-http-proxy", "gpuaf api",
-                     "jupyterhub-singleuser"):
+        for part in (
+            "idp.mjs",
+            "jupyterhub",
+            "configurable-http-proxy",
+            "gpuaf api",
+            "jupyterhub-singleuser",
+        ):
             assert part in names, f"{part} not among the demo's processes: {names}"
     finally:
         code = stack.interrupt()

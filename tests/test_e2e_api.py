@@ -20,8 +20,11 @@ def test_health_answers_without_login(stack):
 def test_openapi_document_lists_the_routes(stack):
     doc = httpx.get(f"{stack.api}/openapi.json").json()
     paths = set(doc["paths"])
-    assert {"/services/portal/api/v1/me", "/services/portal/api/v1/slices",
-            "/services/portal/api/v1/health"} <= paths
+    assert {
+        "/services/portal/api/v1/me",
+        "/services/portal/api/v1/slices",
+        "/services/portal/api/v1/health",
+    } <= paths
     assert httpx.get(f"{stack.api}/docs").status_code == 200
 
 

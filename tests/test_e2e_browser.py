@@ -58,8 +58,7 @@ def test_login_spawn_lab_and_stop_in_chromium(stack, chromium, artifacts):
     shot("07-home-stopped")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        jobs = [json.loads(p.read_text())
-                for p in (stack.data_dir / "local-jobs").glob("*.json")]
+        jobs = [json.loads(p.read_text()) for p in (stack.data_dir / "local-jobs").glob("*.json")]
         carol = [j for j in jobs if j["user"] == "carol"]
         if carol and carol[0]["state"] != "running":
             break

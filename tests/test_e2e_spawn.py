@@ -30,25 +30,32 @@ def test_the_spawn_form_lists_what_the_user_may_book(stack, bob):
 
 
 def test_a_forged_spawn_form_with_an_unknown_slice_is_a_400(stack, alice):
-    reply = alice.post("/hub/spawn", data={"profile": "h100-for-free",
-                                           "_xsrf": xsrf_headers(alice)["X-XSRFToken"]})
+    reply = alice.post(
+        "/hub/spawn", data={"profile": "h100-for-free", "_xsrf": xsrf_headers(alice)["X-XSRFToken"]}
+    )
     assert reply.status_code == 400
-    assert "Unknown slice profile &#39;h100-for-free&#39;" in reply.text \
+    assert (
+        "Unknown slice profile &#39;h100-for-free&#39;" in reply.text
         or "Unknown slice profile 'h100-for-free'" in reply.text
+    )
     assert ALICE_SLICES in reply.text
 
 
 def test_a_slice_of_another_group_is_refused_like_an_unknown_one(stack, bob):
-    reply = bob.post("/hub/spawn", data={"profile": "mig-3g.71gb",
-                                         "_xsrf": xsrf_headers(bob)["X-XSRFToken"]})
+    reply = bob.post(
+        "/hub/spawn", data={"profile": "mig-3g.71gb", "_xsrf": xsrf_headers(bob)["X-XSRFToken"]}
+    )
     assert reply.status_code == 400
     assert "cpu, mig-1g.18gb, mps-25, gpu-1" in reply.text
 
 
 def test_the_rest_api_refuses_an_unknown_slice_with_400(stack, alice_token):
-    reply = httpx.post(f"{stack.url}hub/api/users/alice/servers/",
-                       json={"profile": "../../etc"},
-                       headers={"Authorization": f"token {alice_token}"}, timeout=30)
+    reply = httpx.post(
+        f"{stack.url}hub/api/users/alice/servers/",
+        json={"profile": "../../etc"},
+        headers={"Authorization": f"token {alice_token}"},
+        timeout=30,
+    )
     assert reply.status_code == 400, reply.text
     assert ALICE_SLICES in reply.json()["message"]
 
@@ -57,17 +64,29 @@ def _session_rows(stack, user):
     engine = create_engine(load_settings(stack.settings_path).ledger_url)
     with Session(engine) as db:
         rows = list(db.scalars(select(SessionRecord).where(SessionRecord.user_name == user)))
-        history = {r.id: [e.state for e in db.scalars(
-            select(SessionEvent).where(SessionEvent.session_id == r.id)
-            .order_by(SessionEvent.id))] for r in rows}
+        history = {
+            r.id: [
+                e.state
+                for e in db.scalars(
+                    select(SessionEvent)
+                    .where(SessionEvent.session_id == r.id)
+                    .order_by(SessionEvent.id)
+                )
+            ]
+            for r in rows
+        }
     engine.dispose()
     return rows, history
 
 
 def test_session_life_cycle_through_the_rest_api(stack, alice_token):
     auth = {"Authorization": f"token {alice_token}"}
-    reply = httpx.post(f"{stack.url}hub/api/users/alice/server", json={"profile": "gpu-1"},
-                       headers=auth, timeout=60)
+    reply = httpx.post(
+        f"{stack.url}hub/api/users/alice/server",
+        json={"profile": "gpu-1"},
+        headers=auth,
+        timeout=60,
+    )
     assert reply.status_code in (201, 202), reply.text
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -84,7 +103,7 @@ def test_session_life_cycle_through_the_rest_api(stack, alice_token):
     running = [r for r in rows if r.state == "running"]
     assert len(running) == 1, [(r.state, r.reason) for r in rows]
     job_id = running[0].job_id
-    record = (stack.data_dir / "local-jobs" / f"{job_id}.json")
+    record = stack.data_dir / "local-jobs" / f"{job_id}.json"
     pid = __import__("json").loads(record.read_text())["pid"]
     env = psutil.Process(pid).environ()
     assert env["CUDA_VISIBLE_DEVICES"] in ("0", "1")

@@ -36,8 +36,9 @@ SECRET = "s3cr3t-value-that-must-not-leak"
 
 # -- helpers -----------------------------------------------------------------
 def _load_generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gpuaf_helm_generate_schema",
-                                                  CHART / "generate_schema.py")
+    spec = importlib.util.spec_from_file_location(
+        "gpuaf_helm_generate_schema", CHART / "generate_schema.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -106,7 +107,8 @@ def helm() -> ModuleType:
     return pytest.importorskip(
         "helm_python",
         reason="helm-python-sdk is not installed: the chart cannot be rendered without it "
-        "(pip install helm-python-sdk)")
+        "(pip install helm-python-sdk)",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,8 @@ def _render(chart: Any, values: dict[str, Any] | None = None) -> dict[str, str]:
 # -- (a) the schema is generated from the settings model ---------------------
 def test_values_schema_is_the_generated_one() -> None:
     assert (CHART / "values.schema.json").read_text(encoding="utf-8") == GENERATOR.render(), (
-        "helm/values.schema.json is out of date: run .venv/bin/python helm/generate_schema.py")
+        "helm/values.schema.json is out of date: run .venv/bin/python helm/generate_schema.py"
+    )
 
 
 def test_values_schema_is_valid_draft07() -> None:
@@ -138,7 +141,9 @@ def test_settings_schema_has_every_section_of_the_model() -> None:
     iam = _schema()["definitions"]["IAMSettings"]["properties"]
     assert "client_secret" not in iam
     assert set(iam) == set(Settings.model_fields["iam"].annotation.model_fields) - {
-        "client_secret", "client_secret_file"}
+        "client_secret",
+        "client_secret_file",
+    }
 
 
 @pytest.mark.parametrize("text", ["30s", "5m", "8h", "2d", " 12H ", "02:00:00", "100:59:59"])
@@ -181,16 +186,19 @@ def test_examples_exist() -> None:
 
 @pytest.mark.parametrize("values_name", VALUE_SETS)
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
-def test_rendered_manifests_are_valid_kubernetes(chart: Any, values_name: str,
-                                                 kube_version: str) -> None:
+def test_rendered_manifests_are_valid_kubernetes(
+    chart: Any, values_name: str, kube_version: str
+) -> None:
     docs = _docs(_render(chart, _values(values_name)))
     assert {d["kind"] for d in docs} >= {"ConfigMap", "Deployment", "Service"}
     for doc in docs:
         try:
             kubernetes_validate.validate(doc, kube_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{doc['kind']} {doc['metadata']['name']} is not valid Kubernetes "
-                        f"{kube_version}: {exc.message} at {list(exc.path)}")
+            pytest.fail(
+                f"{doc['kind']} {doc['metadata']['name']} is not valid Kubernetes "
+                f"{kube_version}: {exc.message} at {list(exc.path)}"
+            )
 
 
 @pytest.mark.parametrize("values_name", VALUE_SETS)
@@ -201,8 +209,9 @@ def test_chart_lints_clean(helm: ModuleType, values_name: str) -> None:
 
 
 @pytest.mark.parametrize("values_name", VALUE_SETS)
-def test_rendered_settings_are_accepted_by_gpuaf(chart: Any, values_name: str,
-                                                 tmp_path: Path) -> None:
+def test_rendered_settings_are_accepted_by_gpuaf(
+    chart: Any, values_name: str, tmp_path: Path
+) -> None:
     """What the ConfigMap holds is what `gpuaf hub` loads, cross-field rules included."""
     configmap = _one(_docs(_render(chart, _values(values_name))), "ConfigMap")
     path = tmp_path / "settings.yaml"
@@ -267,10 +276,14 @@ BAD_VALUES = {
     "wrong type": {"settings": {"portal": {"port": "eighty"}}},
     "port out of range": {"settings": {"portal": {"port": 70000}}},
     "bad duration": {"settings": {"sessions": {"start_timeout": "5 minutes"}}},
-    "bad memory size": {"settings": {"profiles": [
-        {"name": "cpu", "display_name": "CPU", "kind": "cpu", "memory": "lots"}]}},
-    "unknown profile kind": {"settings": {"profiles": [
-        {"name": "tpu", "display_name": "TPU", "kind": "tpu"}]}},
+    "bad memory size": {
+        "settings": {
+            "profiles": [{"name": "cpu", "display_name": "CPU", "kind": "cpu", "memory": "lots"}]
+        }
+    },
+    "unknown profile kind": {
+        "settings": {"profiles": [{"name": "tpu", "display_name": "TPU", "kind": "tpu"}]}
+    },
     "bad group name": {"settings": {"groups": {"not a group": {}}}},
     "unknown backend": {"settings": {"backend": {"kind": "htcondor"}}},
     "client secret in the values": {"settings": {"iam": {"client_secret": SECRET}}},
@@ -282,8 +295,7 @@ BAD_VALUES = {
 @pytest.mark.parametrize("values", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
 def test_schema_refuses_bad_values(values: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(_merge(_defaults(), values), _schema(),
-                            cls=jsonschema.Draft7Validator)
+        jsonschema.validate(_merge(_defaults(), values), _schema(), cls=jsonschema.Draft7Validator)
 
 
 @pytest.mark.parametrize("values", list(BAD_VALUES.values()), ids=list(BAD_VALUES))
@@ -296,28 +308,35 @@ def test_helm_refuses_bad_values(helm: ModuleType, chart: Any, values: dict[str,
 
 @pytest.mark.parametrize("values_name", VALUE_SETS)
 def test_schema_accepts_good_values(values_name: str) -> None:
-    jsonschema.validate(_merge(_defaults(), _values(values_name) or {}), _schema(),
-                        cls=jsonschema.Draft7Validator)
+    jsonschema.validate(
+        _merge(_defaults(), _values(values_name) or {}), _schema(), cls=jsonschema.Draft7Validator
+    )
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"settings": {"portal": {"data_dir": "gpuaf-data"}}}, "must be an absolute path"),
-    ({"settings": {"portal": {"host": "127.0.0.1"}}}, "must listen on 0.0.0.0"),
-    ({"settings": {"portal": {"public_url": None}}}, "public_url is required"),
-    ({"settings": {"ledger": {"url": "postgresql+psycopg://gpuaf:pw@db/gpuaf"}}},
-     "contains a password"),
-])
-def test_chart_refuses_settings_that_cannot_work_in_a_pod(helm: ModuleType, chart: Any,
-                                                          values: dict[str, Any],
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"settings": {"portal": {"data_dir": "gpuaf-data"}}}, "must be an absolute path"),
+        ({"settings": {"portal": {"host": "127.0.0.1"}}}, "must listen on 0.0.0.0"),
+        ({"settings": {"portal": {"public_url": None}}}, "public_url is required"),
+        (
+            {"settings": {"ledger": {"url": "postgresql+psycopg://gpuaf:pw@db/gpuaf"}}},
+            "contains a password",
+        ),
+    ],
+)
+def test_chart_refuses_settings_that_cannot_work_in_a_pod(
+    helm: ModuleType, chart: Any, values: dict[str, Any], message: str
+) -> None:
     with pytest.raises(helm.HelmRenderError, match=message):
         _render(chart, values)
 
 
 # -- (d) the client secret never reaches the ConfigMap ------------------------
 def test_client_secret_is_mounted_from_the_existing_secret(chart: Any) -> None:
-    docs = _docs(_render(chart, {"iam": {"clientSecret": {"existingSecret": "gpuaf-iam",
-                                                          "key": "secret"}}}))
+    docs = _docs(
+        _render(chart, {"iam": {"clientSecret": {"existingSecret": "gpuaf-iam", "key": "secret"}}})
+    )
     configmap = _one(docs, "ConfigMap")
     iam = yaml.safe_load(configmap["data"]["settings.yaml"])["iam"]
     assert "client_secret" not in iam
@@ -325,13 +344,17 @@ def test_client_secret_is_mounted_from_the_existing_secret(chart: Any) -> None:
     pod = _pod(docs)
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["iam-client-secret"]["secret"] == {
-        "secretName": "gpuaf-iam", "defaultMode": 0o440,
-        "items": [{"key": "secret", "path": "iam-client-secret"}]}
+        "secretName": "gpuaf-iam",
+        "defaultMode": 0o440,
+        "items": [{"key": "secret", "path": "iam-client-secret"}],
+    }
     mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["iam-client-secret"]["mountPath"] == "/etc/gpuaf-secrets"
     assert mounts["iam-client-secret"]["readOnly"] is True
-    assert all("env" not in c or all("secretKeyRef" not in str(e) for e in c["env"])
-               for c in pod["containers"])
+    assert all(
+        "env" not in c or all("secretKeyRef" not in str(e) for e in c["env"])
+        for c in pod["containers"]
+    )
 
 
 def test_no_secret_volume_without_an_existing_secret(chart: Any) -> None:
@@ -339,8 +362,9 @@ def test_no_secret_volume_without_an_existing_secret(chart: Any) -> None:
     assert "iam-client-secret" not in {v["name"] for v in pod["volumes"]}
 
 
-def test_configmap_drops_a_client_secret_even_without_the_schema(helm: ModuleType,
-                                                                 tmp_path: Path) -> None:
+def test_configmap_drops_a_client_secret_even_without_the_schema(
+    helm: ModuleType, tmp_path: Path
+) -> None:
     """`helm install --skip-schema-validation` must not put the secret in a ConfigMap."""
     unchecked = tmp_path / "gpuaf"
     shutil.copytree(CHART, unchecked, ignore=shutil.ignore_patterns("examples", "__pycache__"))
@@ -356,8 +380,8 @@ def test_configmap_drops_a_client_secret_even_without_the_schema(helm: ModuleTyp
 # -- the chart's documentation -------------------------------------------------
 def test_readme_documents_every_value_outside_settings() -> None:
     readme = (CHART / "README.md").read_text(encoding="utf-8")
-    described = {k: v for k, v in _schema()["properties"].items()
-                 if k not in ("settings", "global")}
-    missing = [p for p in _value_paths({"properties": described})
-               if f"| `{p}` |" not in readme]
+    described = {
+        k: v for k, v in _schema()["properties"].items() if k not in ("settings", "global")
+    }
+    missing = [p for p in _value_paths({"properties": described}) if f"| `{p}` |" not in readme]
     assert missing == [], f"helm/README.md lacks rows for {missing}"

@@ -36,8 +36,13 @@ def test_a_session_keeps_the_history_of_its_states(ledger_url):
     with ledger.session() as db:
         record = db.get(SessionRecord, sid)
         history = [(e.state, e.reason) for e in record.events]
-    assert history == [("requested", ""), ("queued", "submitted"), ("starting", ""),
-                       ("running", "server up"), ("stopped", "stopped by the user")]
+    assert history == [
+        ("requested", ""),
+        ("queued", "submitted"),
+        ("starting", ""),
+        ("running", "server up"),
+        ("stopped", "stopped by the user"),
+    ]
     assert record.node == "wn01" and record.gpu_ids == ["MIG-1"] and record.job_id == "local-1"
     assert sessions_of(ledger, "alice", ["running"]) == []
     ledger.dispose()
@@ -49,7 +54,7 @@ def test_one_job_belongs_to_one_session(ledger_url):
     a = open_session(ledger, user="alice", server="", profile="cpu", backend="local")
     b = open_session(ledger, user="bob", server="", profile="cpu", backend="local")
     set_state(ledger, a, "queued", job_id="local-x")
-    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         set_state(ledger, b, "queued", job_id="local-x")
     ledger.dispose()
 
@@ -60,8 +65,7 @@ def test_audit_records_who_what_and_from_where(ledger_url):
     ledger.audit("alice", "session.book", "alice/", client_addr="192.0.2.7", profile="cpu")
     with ledger.session() as db:
         [event] = db.scalars(select(AuditEvent)).all()
-    assert (event.actor, event.action, event.client_addr) == ("alice", "session.book",
-                                                              "192.0.2.7")
+    assert (event.actor, event.action, event.client_addr) == ("alice", "session.book", "192.0.2.7")
     assert event.detail == {"profile": "cpu"}
     assert event.at is not None
     ledger.dispose()

@@ -11,8 +11,9 @@ import pytest
 
 @pytest.mark.parametrize("name", ["api", "hub", "spawners", "templates"])
 def test_bare_top_level_imports_fail(name, tmp_path):
-    result = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", f"import {name}"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert result.returncode != 0
     assert "ModuleNotFoundError" in result.stderr
 

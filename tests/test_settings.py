@@ -25,7 +25,11 @@ def test_the_documented_example_is_valid_and_is_the_default():
     assert settings.backend.kind == "local"
     assert settings.ledger_url.startswith("sqlite:///")
     assert [p.name for p in settings.profiles_for(["neutrino"])] == [
-        "cpu", "mig-1g.18gb", "mps-25", "gpu-1"]
+        "cpu",
+        "mig-1g.18gb",
+        "mps-25",
+        "gpu-1",
+    ]
     assert settings.profile("mps-25").mps_pinned_memory == 20 * 1024
 
 
@@ -47,42 +51,66 @@ def test_an_unknown_key_names_the_file_the_key_and_the_allowed_keys(tmp_path, ex
 
 def test_an_unknown_key_inside_a_profile_lists_the_profile_keys(tmp_path, example):
     example["profiles"][1]["gpu"] = 1
-    with pytest.raises(SettingsError, match=r"profiles\[1\]\.gpu: unknown key; allowed keys "
-                                            r"here: name, display_name"):
+    with pytest.raises(
+        SettingsError,
+        match=r"profiles\[1\]\.gpu: unknown key; allowed keys "
+        r"here: name, display_name",
+    ):
         load_settings(_write(tmp_path, example))
 
 
 def test_a_wrong_type_says_what_was_given(tmp_path, example):
     example["portal"]["port"] = "eighty"
-    with pytest.raises(SettingsError, match=r"portal\.port: Input should be a valid integer.*"
-                                            r"\(got 'eighty'\)"):
+    with pytest.raises(
+        SettingsError,
+        match=r"portal\.port: Input should be a valid integer.*"
+        r"\(got 'eighty'\)",
+    ):
         load_settings(_write(tmp_path, example))
 
 
 def test_a_profile_naming_an_unknown_group_lists_the_declared_ones(tmp_path, example):
     example["profiles"][0]["groups"] = ["higgs", "atlas"]
-    with pytest.raises(SettingsError, match=r"profiles\[0\]\.groups: unknown group 'atlas'; "
-                                            r"declared groups: higgs, neutrino"):
+    with pytest.raises(
+        SettingsError,
+        match=r"profiles\[0\]\.groups: unknown group 'atlas'; "
+        r"declared groups: higgs, neutrino",
+    ):
         load_settings(_write(tmp_path, example))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"kind": "mig", "mig_profile": "9g.1tb"}, "exists on no known GPU; known profiles: 1g.10gb"),
-    ({"kind": "mig", "mig_profile": "1g.5gb", "gpu_models": ["H200"]},
-     "not offered by ['H200']; it is offered by A100-40GB"),
-    ({"kind": "mps", "mps_thread_percentage": 0}, "must be 1-100"),
-    ({"kind": "mps", "mps_thread_percentage": 101}, "must be 1-100"),
-    ({"kind": "mps", "mps_thread_percentage": 50, "mps_pinned_memory": "90G",
-      "gpu_models": ["H100"]}, "more than the GPU has"),
-    ({"kind": "gpu", "gpus": 0}, "at least 1"),
-    ({"kind": "gpu", "gpus": -1}, "greater than or equal to 0"),
-    ({"kind": "cpu", "mig_profile": "1g.5gb"}, "belongs to kind mig"),
-    ({"kind": "gpu", "gpus": 1, "gpu_models": ["V100"]}, "match no known GPU model"),
-    ({"kind": "fpga"}, "Input should be 'cpu', 'gpu', 'mig' or 'mps'"),
-    ({"kind": "cpu", "memory": "lots"}, "not a memory size"),
-    ({"kind": "cpu", "walltime": "forever"}, "not a duration"),
-    ({"kind": "cpu", "name": "Bad Name"}, "should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"kind": "mig", "mig_profile": "9g.1tb"},
+            "exists on no known GPU; known profiles: 1g.10gb",
+        ),
+        (
+            {"kind": "mig", "mig_profile": "1g.5gb", "gpu_models": ["H200"]},
+            "not offered by ['H200']; it is offered by A100-40GB",
+        ),
+        ({"kind": "mps", "mps_thread_percentage": 0}, "must be 1-100"),
+        ({"kind": "mps", "mps_thread_percentage": 101}, "must be 1-100"),
+        (
+            {
+                "kind": "mps",
+                "mps_thread_percentage": 50,
+                "mps_pinned_memory": "90G",
+                "gpu_models": ["H100"],
+            },
+            "more than the GPU has",
+        ),
+        ({"kind": "gpu", "gpus": 0}, "at least 1"),
+        ({"kind": "gpu", "gpus": -1}, "greater than or equal to 0"),
+        ({"kind": "cpu", "mig_profile": "1g.5gb"}, "belongs to kind mig"),
+        ({"kind": "gpu", "gpus": 1, "gpu_models": ["V100"]}, "match no known GPU model"),
+        ({"kind": "fpga"}, "Input should be 'cpu', 'gpu', 'mig' or 'mps'"),
+        ({"kind": "cpu", "memory": "lots"}, "not a memory size"),
+        ({"kind": "cpu", "walltime": "forever"}, "not a duration"),
+        ({"kind": "cpu", "name": "Bad Name"}, "should match pattern"),
+    ],
+)
 def test_bad_profiles_are_refused_with_the_reason(tmp_path, example, change, message):
     profile = {"name": "x", "display_name": "X", **change}
     example["profiles"].append(profile)
@@ -139,7 +167,8 @@ def test_the_settings_reference_in_the_docs_is_current():
     from conftest import ROOT
 
     spec = importlib.util.spec_from_file_location(
-        "gen_ref", ROOT / "docs" / "generate_settings_reference.py")
+        "gen_ref", ROOT / "docs" / "generate_settings_reference.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert (ROOT / "docs/admin/settings.md").read_text(encoding="utf-8") == module.render()

@@ -3,10 +3,19 @@ import pytest
 from gpuaf.units import duration_s, format_duration, format_mib, memory_mib
 
 
-@pytest.mark.parametrize(("text", "mib"), [
-    ("4G", 4096), ("4GB", 4096), ("4GiB", 4096), ("512M", 512), ("1.5T", 1572864),
-    ("2048", 2048), (100, 100), ("16g", 16384),
-])
+@pytest.mark.parametrize(
+    ("text", "mib"),
+    [
+        ("4G", 4096),
+        ("4GB", 4096),
+        ("4GiB", 4096),
+        ("512M", 512),
+        ("1.5T", 1572864),
+        ("2048", 2048),
+        (100, 100),
+        ("16g", 16384),
+    ],
+)
 def test_memory(text, mib):
     assert memory_mib(text) == mib
 
@@ -17,9 +26,17 @@ def test_bad_memory(bad):
         memory_mib(bad)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("30m", 1800), ("8h", 28800), ("2d", 172800), ("02:00:00", 7200), (90, 90), ("45s", 45),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30m", 1800),
+        ("8h", 28800),
+        ("2d", 172800),
+        ("02:00:00", 7200),
+        (90, 90),
+        ("45s", 45),
+    ],
+)
 def test_duration(text, seconds):
     assert duration_s(text) == seconds
 

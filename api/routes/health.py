@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from gpuaf.api.deps import FacilityDep
+from gpuaf.api.schemas import Health
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gpuaf import __version__
-from gpuaf.api.deps import FacilityDep
-from gpuaf.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 
@@ -19,5 +19,9 @@ def health(facility: FacilityDep) -> Health:
         ledger = "ok"
     except SQLAlchemyError as exc:
         ledger = f"unreachable: {type(exc).__name__}"
-    return Health(status="ok" if ledger == "ok" else "degraded", version=__version__,
-                  ledger=ledger, backend=facility.backend.name)
+    return Health(
+        status="ok" if ledger == "ok" else "degraded",
+        version=__version__,
+        ledger=ledger,
+        backend=facility.backend.name,
+    )

@@ -16,9 +16,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
-
 from gpuaf.api.deps import IdentityDep
 from gpuaf.api.identity import COOKIE
+
 from gpuaf.errors import PublicError
 
 router = APIRouter(tags=["login"], include_in_schema=False)
@@ -28,8 +28,13 @@ STATE_MAX_AGE_S = 600
 
 def safe_next(next_url: str | None, prefix: str) -> str:
     """Only a path under our prefix: never another host, never a scheme-relative URL."""
-    if (not next_url or not next_url.startswith(prefix) or next_url.startswith("//")
-            or "\\" in next_url or any(ord(ch) < 32 for ch in next_url)):
+    if (
+        not next_url
+        or not next_url.startswith(prefix)
+        or next_url.startswith("//")
+        or "\\" in next_url
+        or any(ord(ch) < 32 for ch in next_url)
+    ):
         return prefix
     return next_url
 
@@ -54,35 +59,54 @@ def _unsign(key: str, value: str | None) -> dict | None:
 
 
 @router.get("/login")
-def login(identity: IdentityDep, next: str | None = None) -> RedirectResponse:  # noqa: A002
+def login(identity: IdentityDep, next: str | None = None) -> RedirectResponse:
     hub_auth = identity.hub_auth
     verifier, challenge, method = hub_auth.generate_pkce_code_challenge()
     state = secrets.token_urlsafe(24)
     target = safe_next(next, identity.prefix)
-    params = {"client_id": hub_auth.oauth_client_id, "redirect_uri": hub_auth.oauth_redirect_uri,
-              "response_type": "code", "state": state, "code_challenge": challenge,
-              "code_challenge_method": method}
+    params = {
+        "client_id": hub_auth.oauth_client_id,
+        "redirect_uri": hub_auth.oauth_redirect_uri,
+        "response_type": "code",
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": method,
+    }
     response = RedirectResponse(f"{hub_auth.oauth_authorization_url}?{urlencode(params)}", 302)
-    response.set_cookie(STATE_COOKIE,
-                        _sign(hub_auth.api_token, {"s": state, "v": verifier, "n": target}),
-                        max_age=STATE_MAX_AGE_S, httponly=True, samesite="lax",
-                        path=identity.prefix)
+    response.set_cookie(
+        STATE_COOKIE,
+        _sign(hub_auth.api_token, {"s": state, "v": verifier, "n": target}),
+        max_age=STATE_MAX_AGE_S,
+        httponly=True,
+        samesite="lax",
+        path=identity.prefix,
+    )
     return response
 
 
 @router.get("/oauth_callback")
-async def oauth_callback(request: Request, identity: IdentityDep, code: str = "",
-                         state: str = "") -> RedirectResponse:
+async def oauth_callback(
+    request: Request, identity: IdentityDep, code: str = "", state: str = ""
+) -> RedirectResponse:
     hub_auth = identity.hub_auth
     saved = _unsign(hub_auth.api_token, request.cookies.get(STATE_COOKIE))
     if not code or saved is None or not hmac.compare_digest(saved.get("s", ""), state):
-        raise PublicError("The login could not be verified (stale or forged state). "
-                          f"Start again at {identity.prefix}login", status=400)
+        raise PublicError(
+            "The login could not be verified (stale or forged state). "
+            f"Start again at {identity.prefix}login",
+            status=400,
+        )
     token = await hub_auth.token_for_code(code, code_verifier=saved["v"], sync=False)
     response = RedirectResponse(safe_next(saved.get("n"), identity.prefix), 302)
     response.delete_cookie(STATE_COOKIE, path=identity.prefix)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="lax", path=identity.prefix,
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        path=identity.prefix,
+        secure=request.url.scheme == "https",
+    )
     return response
 
 

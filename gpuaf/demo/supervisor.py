@@ -23,12 +23,11 @@ from gpuaf.settings import ENV_VAR, Settings
 
 IDP_SCRIPT = Path(__file__).with_name("idp.mjs")
 NODE_MODULES_ENV = "GPUAF_NODE_MODULES"
-DEMO_PASSWORD_NOTE = "any password (demo provider)"
+DEMO_PASSWORD_NOTE = "any password (demo provider)"  # noqa: S105 - a note, not a secret
 DEMO_USERS = {
     "alice": {"name": "Alice Adams", "email": "alice@demo.invalid", "groups": ["higgs"]},
     "bob": {"name": "Bob Brown", "email": "bob@demo.invalid", "groups": ["neutrino"]},
-    "carol": {"name": "Carol Chen", "email": "carol@demo.invalid",
-              "groups": ["higgs", "neutrino"]},
+    "carol": {"name": "Carol Chen", "email": "carol@demo.invalid", "groups": ["higgs", "neutrino"]},
 }
 
 
@@ -51,25 +50,28 @@ def idp_environment(settings: Settings, users: dict = DEMO_USERS) -> dict[str, s
         "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types": ["code"],
     }
-    return {"IDP_ISSUER": settings.iam.issuer, "IDP_CLIENTS": json.dumps([client]),
-            "IDP_USERS": json.dumps(users)}
+    return {
+        "IDP_ISSUER": settings.iam.issuer,
+        "IDP_CLIENTS": json.dumps([client]),
+        "IDP_USERS": json.dumps(users),
+    }
 
 
-def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float,
-              log: Path) -> None:
+def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise PublicError(f"The {what} exited during start (code {proc.returncode}):\n"
-                              f"{_tail(log)}\n(full log: {log})")
+            raise PublicError(
+                f"The {what} exited during start (code {proc.returncode}):\n"
+                f"{_tail(log)}\n(full log: {log})"
+            )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise PublicError(f"The {what} did not answer at {url} within {timeout:.0f} s "
-                      f"(log: {log}).")
+    raise PublicError(f"The {what} did not answer at {url} within {timeout:.0f} s (log: {log}).")
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -90,27 +92,42 @@ class Demo:
     def start(self) -> None:
         modules = find_node_modules()
         if modules is None:
-            raise PublicError("The demo needs the npm packages (oidc-provider, "
-                              "configurable-http-proxy): run `npm ci` in the gpuaf checkout, "
-                              f"or set {NODE_MODULES_ENV}.")
-        env = {**os.environ, NODE_MODULES_ENV: str(modules), ENV_VAR: str(self.settings_path),
-               "GPUAF_PROXY_COMMAND": str(modules / ".bin" / "configurable-http-proxy")}
+            raise PublicError(
+                "The demo needs the npm packages (oidc-provider, "
+                "configurable-http-proxy): run `npm ci` in the gpuaf checkout, "
+                f"or set {NODE_MODULES_ENV}."
+            )
+        env = {
+            **os.environ,
+            NODE_MODULES_ENV: str(modules),
+            ENV_VAR: str(self.settings_path),
+            "GPUAF_PROXY_COMMAND": str(modules / ".bin" / "configurable-http-proxy"),
+        }
         issuer = self.settings.iam.issuer.rstrip("/")
-        idp = self._spawn("idp", ["node", str(IDP_SCRIPT)],
-                          {**env, **idp_environment(self.settings)})
-        wait_http(f"{issuer}/.well-known/openid-configuration", idp, "demo OIDC provider", 20,
-                  self.log_dir / "idp.log")
-        hub = self._spawn("hub", [sys.executable, "-m", "gpuaf", "hub", "--settings",
-                                  str(self.settings_path)], env)
-        wait_http(f"{self.settings.portal.url}hub/health", hub, "hub", 90,
-                  self.log_dir / "hub.log")
+        idp = self._spawn(
+            "idp", ["node", str(IDP_SCRIPT)], {**env, **idp_environment(self.settings)}
+        )
+        wait_http(
+            f"{issuer}/.well-known/openid-configuration",
+            idp,
+            "demo OIDC provider",
+            20,
+            self.log_dir / "idp.log",
+        )
+        hub = self._spawn(
+            "hub",
+            [sys.executable, "-m", "gpuaf", "hub", "--settings", str(self.settings_path)],
+            env,
+        )
+        wait_http(f"{self.settings.portal.url}hub/health", hub, "hub", 90, self.log_dir / "hub.log")
 
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         """Start a child whose output goes to <data_dir>/logs/<name>.log."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(  # noqa: S603 - our own argument list, no shell
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
         self.procs.append(proc)
         return proc
 
@@ -120,8 +137,11 @@ class Demo:
         while not self._stop:
             for proc in self.procs:
                 if proc.poll() is not None:
-                    print(f"gpuaf demo: {proc.args[0]} exited (code {proc.returncode}); "
-                          f"stopping everything. Logs: {self.log_dir}", file=sys.stderr)
+                    print(
+                        f"gpuaf demo: {proc.args[0]} exited (code {proc.returncode}); "
+                        f"stopping everything. Logs: {self.log_dir}",
+                        file=sys.stderr,
+                    )
                     return 1
             time.sleep(0.5)
         return 0
@@ -161,16 +181,19 @@ def _running(proc: psutil.Process) -> bool:
 def banner(settings: Settings, gpus: str) -> str:
     portal = settings.portal.url
     width = max(len(n) for n in DEMO_USERS)
-    users = "\n".join(f"    {name:<{width}}  groups: {', '.join(u['groups'])}"
-                      for name, u in DEMO_USERS.items())
-    return (f"\ngpuaf demo is running.\n\n  Open  {portal}\n\n"
-            f"  Log in with {settings.iam.login_service} as a demo user, {DEMO_PASSWORD_NOTE}:\n"
-            f"{users}\n\n"
-            f"  Portal API  {portal}services/{settings.portal.service_name}/api/v1/docs\n"
-            f"  Identity    {settings.iam.issuer} (local stand-in for INDIGO IAM)\n"
-            f"  GPUs        {gpus}\n  Data        {settings.data_dir}\n"
-            f"  Logs        {settings.data_dir / 'logs'}\n\n"
-            "  Press Ctrl-C to stop every process the demo started.\n")
+    users = "\n".join(
+        f"    {name:<{width}}  groups: {', '.join(u['groups'])}" for name, u in DEMO_USERS.items()
+    )
+    return (
+        f"\ngpuaf demo is running.\n\n  Open  {portal}\n\n"
+        f"  Log in with {settings.iam.login_service} as a demo user, {DEMO_PASSWORD_NOTE}:\n"
+        f"{users}\n\n"
+        f"  Portal API  {portal}services/{settings.portal.service_name}/api/v1/docs\n"
+        f"  Identity    {settings.iam.issuer} (local stand-in for INDIGO IAM)\n"
+        f"  GPUs        {gpus}\n  Data        {settings.data_dir}\n"
+        f"  Logs        {settings.data_dir / 'logs'}\n\n"
+        "  Press Ctrl-C to stop every process the demo started.\n"
+    )
 
 
 def idp_port(settings: Settings) -> tuple[str, int]:

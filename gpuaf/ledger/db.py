@@ -69,11 +69,19 @@ class Ledger:
         with self._sessions.begin() as db:
             yield db
 
-    def audit(self, actor: str, action: str, target: str = "", *, client_addr: str = "",
-              **detail: Any) -> None:
+    def audit(
+        self, actor: str, action: str, target: str = "", *, client_addr: str = "", **detail: Any
+    ) -> None:
         with self.session() as db:
-            db.add(AuditEvent(actor=actor, action=action, target=target, detail=detail,
-                              client_addr=client_addr))
+            db.add(
+                AuditEvent(
+                    actor=actor,
+                    action=action,
+                    target=target,
+                    detail=detail,
+                    client_addr=client_addr,
+                )
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -18,7 +18,14 @@ class Base(DeclarativeBase):
 
 
 SESSION_STATES = (
-    "requested", "queued", "starting", "running", "stopping", "stopped", "failed", "lost",
+    "requested",
+    "queued",
+    "starting",
+    "running",
+    "stopping",
+    "stopped",
+    "failed",
+    "lost",
 )
 FINAL_STATES = ("stopped", "failed", "lost")
 
@@ -66,8 +73,9 @@ class SessionEvent(Base):
     __tablename__ = "session_events"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"),
-                                            index=True)
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
     state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -16,14 +16,21 @@ def open_session(ledger: Ledger, *, user: str, server: str, profile: str, backen
     """Create a session in state ``requested``; return its id."""
     session_id = str(uuid.uuid4())
     with ledger.session() as db:
-        db.add(SessionRecord(id=session_id, user_name=user, server_name=server, profile=profile,
-                             backend=backend, state="requested",
-                             events=[SessionEvent(state="requested")]))
+        db.add(
+            SessionRecord(
+                id=session_id,
+                user_name=user,
+                server_name=server,
+                profile=profile,
+                backend=backend,
+                state="requested",
+                events=[SessionEvent(state="requested")],
+            )
+        )
     return session_id
 
 
-def set_state(ledger: Ledger, session_id: str, state: str, reason: str = "",
-              **fields: Any) -> None:
+def set_state(ledger: Ledger, session_id: str, state: str, reason: str = "", **fields: Any) -> None:
     """Move a session to ``state`` (a no-op if it is there already) and update fields."""
     if state not in SESSION_STATES:
         raise ValueError(f"unknown session state {state!r}")
@@ -40,8 +47,9 @@ def set_state(ledger: Ledger, session_id: str, state: str, reason: str = "",
             db.add(SessionEvent(session_id=session_id, state=state, reason=reason))
 
 
-def sessions_of(ledger: Ledger, user: str, states: Sequence[str] | None = None
-                ) -> list[SessionRecord]:
+def sessions_of(
+    ledger: Ledger, user: str, states: Sequence[str] | None = None
+) -> list[SessionRecord]:
     with ledger.session() as db:
         query = select(SessionRecord).where(SessionRecord.user_name == user)
         if states:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gpuaf.settings import Settings
 from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobState, JobStatus
+
+from gpuaf.settings import Settings
 
 __all__ = ["Availability", "Backend", "JobSpec", "JobState", "JobStatus", "make_backend"]
 
@@ -12,9 +13,12 @@ def make_backend(settings: Settings) -> Backend:
     """The backend the settings name, configured from them."""
     kind = settings.backend.kind
     if kind == "local":
-        from gpuaf.spawners.backends.local import LocalBackend  # noqa: PLC0415
+        from gpuaf.spawners.backends.local import LocalBackend
 
         local = settings.backend.local
-        return LocalBackend(settings.data_dir / "local-jobs", max_sessions=local.max_sessions,
-                            simulate_gpus=local.simulate_gpus)
+        return LocalBackend(
+            settings.data_dir / "local-jobs",
+            max_sessions=local.max_sessions,
+            simulate_gpus=local.simulate_gpus,
+        )
     raise ValueError(f"unknown backend {kind!r}")  # unreachable: settings validate the kind

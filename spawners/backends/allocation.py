@@ -29,8 +29,9 @@ def model_fits(profile: SliceProfile, device: Device) -> bool:
     return any(parent_name == m.device_name for m in profile.models())
 
 
-def allocate(profile: SliceProfile, inventory: Inventory,
-             bookings: Iterable[Booking]) -> tuple[str, ...] | None:
+def allocate(
+    profile: SliceProfile, inventory: Inventory, bookings: Iterable[Booking]
+) -> tuple[str, ...] | None:
     """Device ids for one more job of this profile, or None if it cannot start now."""
     bookings = list(bookings)
     whole = {d for b in bookings if b.kind in ("gpu", "mig") for d in b.devices}
@@ -48,8 +49,9 @@ def allocate(profile: SliceProfile, inventory: Inventory,
     plain = [d for d in candidates if not d.is_mig]
     if profile.kind == "gpu":
         unshared = [d for d in plain if d.id not in mps_use]
-        return tuple(d.id for d in unshared[: profile.gpus]) if len(unshared) >= profile.gpus \
-            else None
+        return (
+            tuple(d.id for d in unshared[: profile.gpus]) if len(unshared) >= profile.gpus else None
+        )
     pct = profile.mps_thread_percentage or 100
     shareable = [d for d in plain if mps_use.get(d.id, 0) + pct <= 100]
     if not shareable:
@@ -59,8 +61,9 @@ def allocate(profile: SliceProfile, inventory: Inventory,
     return (best.id,)
 
 
-def count_startable(profile: SliceProfile, inventory: Inventory,
-                    bookings: Iterable[Booking], limit: int) -> int:
+def count_startable(
+    profile: SliceProfile, inventory: Inventory, bookings: Iterable[Booking], limit: int
+) -> int:
     """How many jobs of this profile could start one after another, at most ``limit``."""
     booked = list(bookings)
     n = 0
@@ -68,7 +71,8 @@ def count_startable(profile: SliceProfile, inventory: Inventory,
         devices = allocate(profile, inventory, booked)
         if devices is None:
             break
-        booked.append(Booking(profile.name, profile.kind, devices,
-                              profile.mps_thread_percentage or 0))
+        booked.append(
+            Booking(profile.name, profile.kind, devices, profile.mps_thread_percentage or 0)
+        )
         n += 1
     return n

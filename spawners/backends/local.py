@@ -9,6 +9,7 @@ table and those records are the truth, nothing is kept only in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
+from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
+from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobState, JobStatus
 
 from gpuaf.errors import BackendError
 from gpuaf.gpus import Inventory, discover, parse_simulation
 from gpuaf.profiles import SliceProfile
-from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
-from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobState, JobStatus
 
 STOP_GRACE_S = 5.0
 
@@ -31,8 +32,14 @@ STOP_GRACE_S = 5.0
 class LocalBackend(Backend):
     name = "local"
 
-    def __init__(self, state_dir: Path, *, max_sessions: int = 8,
-                 inventory: Inventory | None = None, simulate_gpus: str | None = None):
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        max_sessions: int = 8,
+        inventory: Inventory | None = None,
+        simulate_gpus: str | None = None,
+    ):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.max_sessions = max_sessions
@@ -61,8 +68,11 @@ class LocalBackend(Backend):
     def _alive(self, record: dict) -> bool:
         try:
             proc = psutil.Process(record["pid"])
-            return abs(proc.create_time() - record["create_time"]) < 1.0 and proc.is_running() \
+            return (
+                abs(proc.create_time() - record["create_time"]) < 1.0
+                and proc.is_running()
                 and proc.status() != psutil.STATUS_ZOMBIE
+            )
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
@@ -71,8 +81,14 @@ class LocalBackend(Backend):
         for path in self.state_dir.glob("*.json"):
             record = self._read(path.stem)
             if record and record.get("state") == JobState.RUNNING and self._alive(record):
-                out.append(Booking(record["profile"], record["kind"], tuple(record["devices"]),
-                                   record.get("mps_percentage", 0)))
+                out.append(
+                    Booking(
+                        record["profile"],
+                        record["kind"],
+                        tuple(record["devices"]),
+                        record.get("mps_percentage", 0),
+                    )
+                )
         return out
 
     # -- the four calls --------------------------------------------------
@@ -82,34 +98,51 @@ class LocalBackend(Backend):
             if len(bookings) >= self.max_sessions:
                 raise BackendError(
                     f"This machine runs at most {self.max_sessions} sessions and all are in use.",
-                    status=409)
+                    status=409,
+                )
             devices = allocate(spec.profile, self.inventory, bookings)
             if devices is None:
                 raise BackendError(
                     f"No {spec.profile.display_name} slice is free right now; "
-                    "try again later or pick another slice.", status=409)
+                    "try again later or pick another slice.",
+                    status=409,
+                )
             job_id = f"local-{uuid.uuid4().hex[:12]}"
             log_path = self.state_dir / f"{job_id}.log"
-            env = {**spec.env, **self._device_env(spec.profile, devices),
-                   "GPUAF_JOB_ID": job_id}
+            env = {**spec.env, **self._device_env(spec.profile, devices), "GPUAF_JOB_ID": job_id}
             with log_path.open("ab") as log:
                 try:
                     proc = await asyncio.create_subprocess_exec(
-                        *spec.command, env=env, cwd=spec.workdir, stdout=log,
-                        stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
-                        start_new_session=True)
+                        *spec.command,
+                        env=env,
+                        cwd=spec.workdir,
+                        stdout=log,
+                        stderr=asyncio.subprocess.STDOUT,
+                        stdin=asyncio.subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
                 except OSError as exc:
-                    raise BackendError("The session could not be started on this machine.",
-                                       log_message=f"exec {spec.command[0]}: {exc}") from exc
+                    raise BackendError(
+                        "The session could not be started on this machine.",
+                        log_message=f"exec {spec.command[0]}: {exc}",
+                    ) from exc
             self._procs[job_id] = proc
-            self._write(job_id, {
-                "pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time(),
-                "state": JobState.RUNNING, "user": spec.user, "profile": spec.profile.name,
-                "kind": spec.profile.kind, "devices": list(devices),
-                "mps_percentage": spec.profile.mps_thread_percentage or 0,
-                "simulated": self.inventory.simulated, "tags": dict(spec.tags),
-                "submitted": time.time(),
-            })
+            self._write(
+                job_id,
+                {
+                    "pid": proc.pid,
+                    "create_time": psutil.Process(proc.pid).create_time(),
+                    "state": JobState.RUNNING,
+                    "user": spec.user,
+                    "profile": spec.profile.name,
+                    "kind": spec.profile.kind,
+                    "devices": list(devices),
+                    "mps_percentage": spec.profile.mps_thread_percentage or 0,
+                    "simulated": self.inventory.simulated,
+                    "tags": dict(spec.tags),
+                    "submitted": time.time(),
+                },
+            )
             asyncio.get_running_loop().create_task(self._reap(job_id, proc))
             return job_id
 
@@ -140,8 +173,9 @@ class LocalBackend(Backend):
         for job_id in job_ids:
             record = self._read(job_id)
             if record is None:
-                out[job_id] = JobStatus(job_id, JobState.UNKNOWN,
-                                        reason="This machine has no record of the session.")
+                out[job_id] = JobStatus(
+                    job_id, JobState.UNKNOWN, reason="This machine has no record of the session."
+                )
                 continue
             state = JobState(record["state"])
             if state == JobState.RUNNING and not self._alive(record) and job_id not in self._procs:
@@ -149,8 +183,14 @@ class LocalBackend(Backend):
                 reason = "The session's process is gone."
             else:
                 reason = self._reason(job_id, state, record)
-            out[job_id] = JobStatus(job_id, state, "127.0.0.1", reason,
-                                    record.get("exit_code"), tuple(record["devices"]))
+            out[job_id] = JobStatus(
+                job_id,
+                state,
+                "127.0.0.1",
+                reason,
+                record.get("exit_code"),
+                tuple(record["devices"]),
+            )
         return out
 
     def _reason(self, job_id: str, state: JobState, record: dict) -> str:
@@ -162,7 +202,8 @@ class LocalBackend(Backend):
             lines = []
         last = lines[-1].strip() if lines else ""
         return f"The session's server exited with code {record.get('exit_code')}" + (
-            f": {last[:300]}" if last else ".")
+            f": {last[:300]}" if last else "."
+        )
 
     async def cancel(self, job_id: str) -> None:
         record = self._read(job_id)
@@ -188,8 +229,9 @@ class LocalBackend(Backend):
             busy = sum(1 for b in bookings if b.profile == profile.name)
             capacity = count_startable(profile, self.inventory, [], self.max_sessions)
             free = count_startable(profile, self.inventory, bookings, slots_left)
-            out[profile.name] = Availability(profile.name, capacity, free, busy, 0,
-                                             note if profile.kind != "cpu" else "")
+            out[profile.name] = Availability(
+                profile.name, capacity, free, busy, 0, note if profile.kind != "cpu" else ""
+            )
         return out
 
 
@@ -210,7 +252,5 @@ def _terminate_group(pid: int) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

@@ -18,9 +18,10 @@ def login(base_url: str, username: str, password: str = "demo") -> httpx.Client:
     page.raise_for_status()
     match = _FORM.search(page.text)
     assert match, f"no login form at {page.url}: {page.text[:300]}"
-    reply = client.post(urljoin(str(page.url), match[1]),
-                        data={**dict(_HIDDEN.findall(page.text)), "login": username,
-                              "password": password})
+    reply = client.post(
+        urljoin(str(page.url), match[1]),
+        data={**dict(_HIDDEN.findall(page.text)), "login": username, "password": password},
+    )
     reply.raise_for_status()
     assert "/hub/" in str(reply.url), f"login ended at {reply.url}"
     return client
@@ -32,7 +33,8 @@ def xsrf_headers(client: httpx.Client) -> dict[str, str]:
 
 def hub_token(client: httpx.Client, username: str) -> str:
     """A hub API token of the logged-in user, made through the hub's own REST API."""
-    reply = client.post(f"/hub/api/users/{username}/tokens", json={"note": "tests"},
-                        headers=xsrf_headers(client))
+    reply = client.post(
+        f"/hub/api/users/{username}/tokens", json={"note": "tests"}, headers=xsrf_headers(client)
+    )
     assert reply.status_code == 201, reply.text
     return reply.json()["token"]

@@ -32,12 +32,18 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def write_settings(path: Path, *, ledger_url: str | None, simulate: str | None = SIMULATION,
-                   **changes: dict) -> dict:
+def write_settings(
+    path: Path, *, ledger_url: str | None, simulate: str | None = SIMULATION, **changes: dict
+) -> dict:
     data = yaml.safe_load(EXAMPLE.read_text())
     portal, hub, proxy_api, api, idp = free_ports(5)
-    data["portal"].update(port=portal, hub_port=hub, proxy_api_port=proxy_api, api_port=api,
-                          data_dir=str(path.parent / "data"))
+    data["portal"].update(
+        port=portal,
+        hub_port=hub,
+        proxy_api_port=proxy_api,
+        api_port=api,
+        data_dir=str(path.parent / "data"),
+    )
     data["iam"]["issuer"] = f"http://127.0.0.1:{idp}"
     data["ledger"]["url"] = ledger_url
     data["backend"]["local"]["simulate_gpus"] = simulate
@@ -64,8 +70,10 @@ class Stack:
         texts = []
         for path in [self.log, *sorted((self.data_dir / "logs").glob("*.log"))]:
             if path.exists():
-                texts.append(f"--- {path.name}\n" + "\n".join(
-                    path.read_text(errors="replace").splitlines()[-lines:]))
+                texts.append(
+                    f"--- {path.name}\n"
+                    + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+                )
         return "\n".join(texts)
 
     def descendants(self) -> list[psutil.Process]:
@@ -80,25 +88,37 @@ class Stack:
         return self.proc.wait(timeout=timeout)
 
 
-def start_stack(base: Path, *, ledger_url: str | None = None,
-                simulate: str | None = SIMULATION, **changes: dict) -> Stack:
+def start_stack(
+    base: Path, *, ledger_url: str | None = None, simulate: str | None = SIMULATION, **changes: dict
+) -> Stack:
     base.mkdir(parents=True, exist_ok=True)
     settings_path = base / "settings.yaml"
     data = write_settings(settings_path, ledger_url=ledger_url, simulate=simulate, **changes)
     log = base / "demo.out"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "gpuaf", "demo", "--settings",
-                                 str(settings_path)], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    stack = Stack(f"http://127.0.0.1:{data['portal']['port']}/", settings_path,
-                  Path(data["portal"]["data_dir"]), proc, log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gpuaf", "demo", "--settings", str(settings_path)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    stack = Stack(
+        f"http://127.0.0.1:{data['portal']['port']}/",
+        settings_path,
+        Path(data["portal"]["data_dir"]),
+        proc,
+        log,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"gpuaf demo exited with {proc.returncode}\n{stack.log_tail()}")
         try:
-            if "gpuaf demo is running" in log.read_text(errors="replace") and \
-                    httpx.get(f"{stack.api}/health", timeout=2).status_code == 200:
+            if (
+                "gpuaf demo is running" in log.read_text(errors="replace")
+                and httpx.get(f"{stack.api}/health", timeout=2).status_code == 200
+            ):
                 return stack
         except httpx.HTTPError:
             pass

@@ -20,8 +20,11 @@ def run() -> None:
 
 
 def _run_on(conn) -> None:
-    context.configure(connection=conn, target_metadata=target_metadata,
-                      render_as_batch=conn.dialect.name == "sqlite")
+    context.configure(
+        connection=conn,
+        target_metadata=target_metadata,
+        render_as_batch=conn.dialect.name == "sqlite",
+    )
     with context.begin_transaction():
         context.run_migrations()
 

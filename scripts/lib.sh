@@ -1,0 +1,33 @@
+# Shared steps of scripts/demo and scripts/test.
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+need() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "gpuaf needs $tool; install it first" >&2; exit 1; }
+  done
+}
+
+install_system_packages() {
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  [ ${#missing[@]} -eq 0 ] && return
+  step "installing ${missing[*]} (Debian packages)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+install_python() {  # $1: extras, e.g. "[test]"
+  step "installing the gpuaf Python package into .venv"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".$1"
+}
+
+install_node() {
+  step "installing configurable-http-proxy and the demo identity provider (npm)"
+  npm ci --no-audit --no-fund --loglevel=error
+}
