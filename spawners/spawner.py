@@ -112,7 +112,8 @@ class SliceSpawner(Spawner):
     async def start(self) -> tuple[str, int]:
         facility = self.facility
         settings = facility.settings
-        profile = self._resolve(self.profile_name or self.allowed_profiles()[0].name)
+        allowed = self.allowed_profiles()
+        profile = self._resolve(self.profile_name or (allowed[0].name if allowed else ""))
         self.profile_name = profile.name
         self._events.clear()
         ledger, backend = facility.ledger, facility.backend
