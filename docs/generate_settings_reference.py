@@ -28,12 +28,14 @@ from gpuaf.profiles import SliceProfile
 from gpuaf.settings import (
     BackendSettings,
     GroupSettings,
+    HTCondorSettings,
     IAMSettings,
     LedgerSettings,
     LocalBackendSettings,
     PortalSettings,
     SessionSettings,
     Settings,
+    SlurmSettings,
 )
 from gpuaf.units import duration_s, format_duration, format_mib, memory_mib
 
@@ -83,6 +85,10 @@ INTROS: dict[str, str] = {
     "session is a process on the hub's machine, on the GPUs NVML finds there, or on a "
     "simulated inventory.",
     "backend.local": "Settings of the `local` backend.",
+    "backend.htcondor": "Settings of the `htcondor` backend: where to submit, how jobs are "
+    "accounted, where the workers' MPS control daemon listens.",
+    "backend.slurm": "Settings of the `slurm` backend: partition, commands, and how MPS "
+    "profiles map to GRES (`shard` or `mps`).",
     "sessions": "The interactive sessions: what they run and how long a start may take.",
     "ledger": "The portal's database: sessions, their state history, users and the audit "
     "trail. SQLite in the data directory by default; PostgreSQL through a SQLAlchemy URL "
@@ -97,6 +103,8 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("profiles", SliceProfile, "profiles[]"),
     ("backend", BackendSettings, "backend"),
     ("backend.local", LocalBackendSettings, "backend.local"),
+    ("backend.htcondor", HTCondorSettings, "backend.htcondor"),
+    ("backend.slurm", SlurmSettings, "backend.slurm"),
     ("sessions", SessionSettings, "sessions"),
     ("ledger", LedgerSettings, "ledger"),
 ]

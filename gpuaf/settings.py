@@ -47,7 +47,16 @@ class PortalSettings(Strict):
     public_url: str | None = Field(
         None, description="URL users reach the portal at, if not http://host:port/."
     )
-    hub_port: Port = Field(8081, description="Port of the hub's internal API (loopback).")
+    hub_port: Port = Field(8081, description="Port of the hub's internal API.")
+    hub_ip: str = Field(
+        "127.0.0.1",
+        description="Address the hub's API listens on; batch jobs on other nodes must reach it.",
+    )
+    hub_connect_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="URL batch jobs use to reach the hub API, if not http://hub_ip:hub_port.",
+    )
     proxy_api_port: Port = Field(8082, description="Port of the proxy's REST API (loopback).")
     api_port: Port = Field(8091, description="Port of the portal API service (loopback).")
     data_dir: Path = Field(
@@ -130,11 +139,55 @@ class LocalBackendSettings(Strict):
         return self
 
 
+class HTCondorSettings(Strict):
+    schedd_name: str | None = Field(
+        None, description="Name of the schedd to submit to; default: the local schedd."
+    )
+    collector: str | None = Field(
+        None, description="host[:port] of the collector; default: from CONDOR_CONFIG."
+    )
+    accounting_group_prefix: str = Field(
+        "group_",
+        pattern=r"^[A-Za-z0-9_.]*$",
+        description="accounting_group of a job is this prefix + the user's IAM group.",
+    )
+    mps_pipe_directory: str = Field(
+        "/tmp/nvidia-mps",  # noqa: S108 - NVIDIA's default, a path on the workers
+        pattern=r"^/[A-Za-z0-9_./-]*$",
+        description="CUDA_MPS_PIPE_DIRECTORY of the MPS control daemon on the workers.",
+    )
+    availability_ttl: Duration = Field(
+        10, description="How long one collector query answers for all open spawn forms."
+    )
+
+
+class SlurmSettings(Strict):
+    partition: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="Partition of session jobs."
+    )
+    bin_dir: Path | None = Field(
+        None, description="Folder of sbatch/squeue/scancel/scontrol; default: PATH."
+    )
+    mps_gres: Literal["shard", "mps"] = Field(
+        "shard", description="GRES that MPS profiles book: shard (shards_per_gpu) or mps (%)."
+    )
+    shards_per_gpu: int = Field(
+        4, ge=1, le=128, description="Shards each GPU is cut into (gres.conf Count / GPUs)."
+    )
+    account_from_group: bool = Field(False, description="Pass the user's IAM group as --account.")
+
+
 class BackendSettings(Strict):
-    kind: Literal["local"] = Field("local", description="The batch system sessions run on.")
+    kind: Literal["local", "htcondor", "slurm"] = Field(
+        "local", description="The batch system sessions run on."
+    )
     local: LocalBackendSettings = Field(
         LocalBackendSettings(), description="Settings of the local backend."
     )
+    htcondor: HTCondorSettings = Field(
+        HTCondorSettings(), description="Settings of the HTCondor backend."
+    )
+    slurm: SlurmSettings = Field(SlurmSettings(), description="Settings of the Slurm backend.")
 
 
 class SessionSettings(Strict):
@@ -143,6 +196,11 @@ class SessionSettings(Strict):
     http_timeout: Duration = Field(60, description="Time for a started server to answer.")
     singleuser_cmd: list[str] = Field(
         ["jupyterhub-singleuser"], min_length=1, description="Command of the session's server."
+    )
+    image: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$",
+        description="Container image of sessions and batch jobs (Apptainer/docker reference).",
     )
 
 

@@ -42,6 +42,8 @@ class JobSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: Path | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None  # container image, where the backend runs containers
+    accounting_group: str | None = None  # the user's IAM group the job is accounted to
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ class Backend(abc.ABC):
 
     name: ClassVar[str]
     simulated: bool = False  # True when the devices it books are not real GPUs
+    # False: the spawner picks the server's port. True: the job picks it and reports it
+    # to the hub (POST /hub/api/batchspawner {"port": N}), as on a remote worker.
+    reports_port: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def submit(self, spec: JobSpec) -> str:
@@ -87,6 +92,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def availability(self, profiles: Sequence[SliceProfile]) -> dict[str, Availability]:
         """Per profile, what the facility could give right now."""
+
+    def describe(self, spec: JobSpec) -> str:
+        """The exact request this backend would send for ``spec`` (submit file, argv)."""
+        return repr(spec)
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the default holds none."""

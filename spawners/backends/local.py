@@ -31,6 +31,7 @@ STOP_GRACE_S = 5.0
 
 class LocalBackend(Backend):
     name = "local"
+    reports_port = False
 
     def __init__(
         self,
