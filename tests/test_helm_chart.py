@@ -285,7 +285,7 @@ BAD_VALUES = {
         "settings": {"profiles": [{"name": "tpu", "display_name": "TPU", "kind": "tpu"}]}
     },
     "bad group name": {"settings": {"groups": {"not a group": {}}}},
-    "unknown backend": {"settings": {"backend": {"kind": "htcondor"}}},
+    "unknown backend": {"settings": {"backend": {"kind": "pbs"}}},
     "client secret in the values": {"settings": {"iam": {"client_secret": SECRET}}},
     "unknown top-level key": {"replicas": 2},
     "wrong service type": {"service": {"type": "Ingress"}},
