@@ -21,4 +21,12 @@ def make_backend(settings: Settings) -> Backend:
             max_sessions=local.max_sessions,
             simulate_gpus=local.simulate_gpus,
         )
+    if kind == "htcondor":
+        from gpuaf.spawners.backends.htcondor import HTCondorBackend
+
+        return HTCondorBackend.from_settings(settings)
+    if kind == "slurm":
+        from gpuaf.spawners.backends.slurm import SlurmBackend
+
+        return SlurmBackend.from_settings(settings)
     raise ValueError(f"unknown backend {kind!r}")  # unreachable: settings validate the kind

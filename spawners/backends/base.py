@@ -44,6 +44,11 @@ class JobSpec:
     tags: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None  # container image, where the backend runs containers
     accounting_group: str | None = None  # the user's IAM group the job is accounted to
+    # Environment variables whose values must never appear in a job ad, a submit
+    # description, a command line or a log (tokens). A batch backend writes them to a
+    # file of mode 0600 that only the job reads, and names that file in the job's
+    # environment as GPUAF_SECRETS_FILE; `gpuaf-job` (the job's first command) loads it.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,9 @@ class JobStatus:
     reason: str = ""
     exit_code: int | None = None
     gpus: tuple[str, ...] = ()
+    queue_position: int | None = None  # 1 = next among the jobs waiting for this profile
+    gpu_utilisation: float | None = None  # e.g. HTCondor GPUsUsage (0-1), where published
+    gpu_memory_mib: float | None = None  # e.g. HTCondor GPUsMemoryUsage, where published
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Availability:
     busy: int = 0
     waiting: int = 0
     note: str = ""
+    eta_s: int | None = None  # estimated wait before a new job starts, where known
 
 
 class Backend(abc.ABC):
