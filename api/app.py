@@ -13,11 +13,11 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
-from gpuaf.api.identity import HubIdentity, NotAuthenticated
-from gpuaf.api.routes import health, me, oauth, slices
 from jupyterhub.services.auth import HubOAuth
 
 from gpuaf import __version__
+from gpuaf.api.identity import HubIdentity, NotAuthenticated
+from gpuaf.api.routes import health, me, oauth, slices
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
 from gpuaf.ledger import migrate

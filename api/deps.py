@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from gpuaf.api.identity import COOKIE, HubIdentity, PortalUser
 
+from gpuaf.api.identity import COOKIE, HubIdentity, PortalUser
 from gpuaf.facility import Facility
 
 

@@ -109,7 +109,7 @@ def _check_ports(settings: Settings) -> None:
 
     p = settings.portal
     ensure_free(p.host, p.port, "portal.port", "the public proxy")
-    ensure_free("127.0.0.1", p.hub_port, "portal.hub_port", "the hub's internal API")
+    ensure_free(p.hub_ip, p.hub_port, "portal.hub_port", "the hub's internal API")
     ensure_free("127.0.0.1", p.proxy_api_port, "portal.proxy_api_port", "the proxy's REST API")
     ensure_free("127.0.0.1", p.api_port, "portal.api_port", "the portal API")
 

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gpuaf.templates import HUB_TEMPLATES
-
+from gpuaf.hub.handlers import HANDLERS
 from gpuaf.settings import ENV_VAR, Settings
+from gpuaf.templates import HUB_TEMPLATES
 
 CHP_ENV = "GPUAF_PROXY_COMMAND"
 
@@ -40,8 +40,11 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
 
     c.JupyterHub.ip = portal.host
     c.JupyterHub.port = portal.port
-    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_ip = portal.hub_ip
     c.JupyterHub.hub_port = portal.hub_port
+    if portal.hub_connect_url:
+        c.JupyterHub.hub_connect_url = portal.hub_connect_url
+    c.JupyterHub.extra_handlers = list(HANDLERS)
     c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
     c.JupyterHub.template_paths = [str(HUB_TEMPLATES)]

@@ -3,7 +3,6 @@
 import os
 
 from gpuaf.hub.config import configure
-
 from gpuaf.settings import ENV_VAR, load_settings
 
 c = get_config()  # noqa: F821 - provided by JupyterHub

@@ -1,22 +1,17 @@
 """SliceSpawner: a thin JupyterHub adapter that books a slice through a backend.
 
-Profile pipeline: the form lists the profiles the user may book with live
-availability → ``options_from_form``/``apply_user_options`` validate the choice (an
-unknown slice is a 400 listing the valid ones) → ``start`` submits a job built from
-the profile, reports progress, and returns where the server listens.
+Profile pipeline: the form lists the profiles with live availability → ``options_from_form``
+/ ``apply_user_options`` validate the choice (an unknown slice is a 400 listing the valid
+ones) → ``start`` submits the session job, reports progress in words a physicist
+understands, and returns where the server listens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-from gpuaf.spawners.backends import JobSpec, JobState
-from gpuaf.spawners.form import render_form
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import random_port
 from tornado import web
@@ -27,6 +22,10 @@ from gpuaf.facility import Facility, facility_for
 from gpuaf.ledger.sessions import open_session, set_state
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import ENV_VAR
+from gpuaf.spawners.backends import JobState, JobStatus
+from gpuaf.spawners.form import render_form
+from gpuaf.spawners.session_job import session_job
+from gpuaf.units import format_duration
 
 
 class SpawnFailed(Exception):
@@ -39,11 +38,9 @@ class SpawnFailed(Exception):
 
 class SliceSpawner(Spawner):
     settings_file = Unicode(
-        "",
-        config=True,
-        help="gpuaf settings file; empty means $GPUAF_SETTINGS or the embedded defaults.",
+        "", config=True, help="gpuaf settings; empty: $GPUAF_SETTINGS or the embedded defaults."
     )
-    status_interval = Float(0.5, config=True, help="Seconds between status checks while starting.")
+    status_interval = Float(0.5, config=True, help="Seconds between status checks at start.")
 
     job_id = Unicode("")
     profile_name = Unicode("")
@@ -52,17 +49,19 @@ class SliceSpawner(Spawner):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._events: list[dict] = []
-        self._background: asyncio.Task | None = None
         self._new_event = asyncio.Event()
+        self.port_reported = asyncio.Event()
+        self._background: asyncio.Task | None = None
 
-    # -- facility ----------------------------------------------------------
     @property
     def facility(self) -> Facility:
         return facility_for(self.settings_file or os.environ.get(ENV_VAR) or None)
 
+    def user_groups(self) -> list[str]:
+        return sorted(g.name for g in self.user.groups) if self.user else []
+
     def allowed_profiles(self) -> list[SliceProfile]:
-        groups = [g.name for g in self.user.groups] if self.user else []
-        return self.facility.settings.profiles_for(groups)
+        return self.facility.settings.profiles_for(self.user_groups())
 
     # -- profile pipeline --------------------------------------------------
     @default("options_form")
@@ -80,15 +79,16 @@ class SliceSpawner(Spawner):
 
     def _resolve(self, name: object) -> SliceProfile:
         allowed = self.allowed_profiles()
-        valid = [p.name for p in allowed]
         profile = next((p for p in allowed if p.name == name), None)
         if profile is None:
-            err = UnknownSlice(str(name), valid)
+            err = UnknownSlice(str(name), [p.name for p in allowed])
             raise web.HTTPError(400, err.message, reason="Unknown slice profile")
         return profile
 
-    # -- life cycle --------------------------------------------------------
+    # -- progress ----------------------------------------------------------
     def _emit(self, progress: int, message: str) -> None:
+        if self._events and self._events[-1]["message"] == message:
+            return
         self._events.append({"progress": progress, "message": message})
         self._new_event.set()
 
@@ -98,7 +98,7 @@ class SliceSpawner(Spawner):
             while sent < len(self._events):
                 yield self._events[sent]
                 sent += 1
-            if self._spawn_pending_done():
+            if not self._spawn_pending and self._events:
                 return
             self._new_event.clear()
             try:
@@ -106,160 +106,137 @@ class SliceSpawner(Spawner):
             except TimeoutError:
                 continue
 
-    def _spawn_pending_done(self) -> bool:
-        return not self._spawn_pending and bool(self._events)
+    async def _record(self, state: str, reason: str = "", **fields) -> None:
+        if self.session_id:
+            await asyncio.to_thread(
+                set_state, self.facility.ledger, self.session_id, state, reason, **fields
+            )
 
+    # -- life cycle --------------------------------------------------------
     async def start(self) -> tuple[str, int]:
         facility = self.facility
-        settings = facility.settings
+        backend = facility.backend
         allowed = self.allowed_profiles()
         profile = self._resolve(self.profile_name or (allowed[0].name if allowed else ""))
         self.profile_name = profile.name
         self._events.clear()
-        ledger, backend = facility.ledger, facility.backend
+        self.port_reported.clear()
+        who, where = self.user.name, f"{self.user.name}/{self.name}"
         self.session_id = await asyncio.to_thread(
-            open_session,
-            ledger,
-            user=self.user.name,
-            server=self.name,
-            profile=profile.name,
+            open_session, facility.ledger, user=who, server=self.name, profile=profile.name,
             backend=backend.name,
-        )
+        )  # fmt: skip
         await asyncio.to_thread(
-            ledger.audit,
-            self.user.name,
-            "session.book",
-            f"{self.user.name}/{self.name}",
-            profile=profile.name,
+            facility.ledger.audit, who, "session.book", where, profile=profile.name,
             session=self.session_id,
-        )
-        self._emit(10, f"Booking a {profile.display_name} slice ({profile.summary()})")
-        self.port = random_port()
-        spec = self._job_spec(profile, settings.data_dir)
+        )  # fmt: skip
+        self._emit(5, f"Booking a {profile.display_name} slice ({profile.summary()})")
+        remote = backend.reports_port
+        if remote:
+            self.ip, self.port = "0.0.0.0", 0  # noqa: S104 - the job listens on its node
+        else:
+            self.port = random_port()
+        spec = session_job(
+            settings=facility.settings, profile=profile, user=who,
+            user_groups=self.user_groups(), session_id=self.session_id, env=self.get_env(),
+            args=self.get_args(), port=self.port, remote=remote,
+        )  # fmt: skip
         try:
             self.job_id = await backend.submit(spec)
         except PublicError as exc:
-            await asyncio.to_thread(set_state, ledger, self.session_id, "failed", exc.message)
+            await self._record("failed", exc.message)
             raise SpawnFailed(exc.message, exc.log_message) from exc
         facility.forget_availability()
-        await asyncio.to_thread(
-            set_state,
-            ledger,
-            self.session_id,
-            "queued",
-            "submitted to the batch system",
-            job_id=self.job_id,
-        )
-        self._emit(30, f"Submitted as job {self.job_id}; waiting for it to start")
-        status = await self._wait_running()
+        await self._record("queued", "submitted to the batch system", job_id=self.job_id)
+        self._emit(15, f"Submitted to {backend.name} as job {self.job_id}")
+        status = await self._wait_running(profile)
         gpus = ", ".join(status.gpus) or "none"
         sim = " (simulated)" if status.gpus and backend.simulated else ""
-        await asyncio.to_thread(
-            set_state,
-            ledger,
-            self.session_id,
-            "starting",
-            "job running; server starting",
-            node=status.host,
+        await self._record(
+            "starting", "job running; server starting", node=status.host,
             gpu_ids=list(status.gpus),
-        )
-        self._emit(70, f"Running on {status.host}, GPUs: {gpus}{sim}; starting JupyterLab")
+        )  # fmt: skip
+        self._emit(60, f"Matched to node {status.host}, GPUs: {gpus}{sim}")
+        if remote:
+            self._emit(70, "Starting the container and JupyterLab on the node")
+            await self._wait_port()
+        self._emit(85, "Server up; connecting")
         return (status.host or "127.0.0.1", self.port)
 
-    async def _wait_running(self):
+    async def _wait_running(self, profile: SliceProfile) -> JobStatus:
         backend = self.facility.backend
         while True:
             status = (await backend.status([self.job_id]))[self.job_id]
             if status.state == JobState.RUNNING:
                 return status
-            if status.state.final or status.state == JobState.HELD:
-                message = status.reason or f"The job ended ({status.state})."
-                await asyncio.to_thread(
-                    set_state, self.facility.ledger, self.session_id, "failed", message
-                )
-                if status.state == JobState.HELD:
-                    await backend.cancel(self.job_id)
-                raise SpawnFailed(message)
+            if status.state == JobState.PENDING:
+                self._emit(25, await self._queued_message(profile, status))
+            elif status.state.final or status.state == JobState.HELD:
+                await self._fail_job(status)
             await asyncio.sleep(self.status_interval)
 
-    def _job_spec(self, profile: SliceProfile, data_dir: Path) -> JobSpec:
-        settings = self.facility.settings
-        home = data_dir / "homes" / self.user.name
-        home.mkdir(parents=True, exist_ok=True)
-        env = self.get_env()
-        env.update(HOME=str(home), GPUAF_SESSION_ID=self.session_id, GPUAF_PROFILE=profile.name)
-        cmd = [
-            _resolve_cmd(settings.sessions.singleuser_cmd[0]),
-            *settings.sessions.singleuser_cmd[1:],
-            *self.get_args(),
-        ]
-        cmd += ["--ip=127.0.0.1", f"--port={self.port}", f"--ServerApp.root_dir={home}"]
-        if os.geteuid() == 0:
-            cmd.append("--allow-root")
-        return JobSpec(
-            name=f"gpuaf-{self.session_id}",
-            user=self.user.name,
-            profile=profile,
-            command=tuple(cmd),
-            env=env,
-            workdir=home,
-            tags={
-                "portal": "gpuaf",
-                "user": self.user.name,
-                "session": self.session_id,
-                "profile": profile.name,
-            },
-        )
+    async def _queued_message(self, profile: SliceProfile, status: JobStatus) -> str:
+        table = await self.facility.availability([profile])
+        eta = table[profile.name].eta_s
+        where = f"position {status.queue_position} " if status.queue_position else ""
+        wait = f"; estimated wait {format_duration(eta)}" if eta else ""
+        reason = f" ({status.reason})" if status.reason else ""
+        return f"Queued: {where}among jobs waiting for {profile.display_name}{wait}{reason}"
+
+    async def _fail_job(self, status: JobStatus) -> None:
+        if status.state == JobState.HELD:
+            await self.facility.backend.cancel(self.job_id)
+            message = (
+                f"The batch system held the job: {status.reason or 'no reason given'}. "
+                "The job was removed; nothing is left running."
+            )
+        else:
+            message = status.reason or f"The job ended before the server started ({status.state})."
+        await self._record("failed", message)
+        raise SpawnFailed(message)
+
+    async def _wait_port(self) -> None:
+        backend = self.facility.backend
+        while not self.port_reported.is_set():
+            status = (await backend.status([self.job_id]))[self.job_id]
+            if status.state != JobState.RUNNING:
+                await self._fail_job(status)
+            try:
+                await asyncio.wait_for(self.port_reported.wait(), timeout=1.0)
+            except TimeoutError:
+                continue
 
     def start_polling(self) -> None:
         """Called by the hub once the server answers: the session is running."""
         super().start_polling()
-        if self.session_id:
-            task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(
-                    set_state, self.facility.ledger, self.session_id, "running", "server up"
-                )
-            )
-            self._background = task  # keep a reference until it is done
+        self._background = asyncio.get_running_loop().create_task(
+            self._record("running", "server up")
+        )
 
     async def poll(self) -> int | None:
         if not self.job_id:
             return 0
         status = (await self.facility.backend.status([self.job_id]))[self.job_id]
         if status.state in (JobState.RUNNING, JobState.PENDING):
-            if self.session_id and self.server:
-                await asyncio.to_thread(
-                    set_state, self.facility.ledger, self.session_id, "running", "server up"
-                )
+            if self.server:
+                await self._record("running", "server up")
             return None
-        if self.session_id:
-            final = "lost" if status.state == JobState.UNKNOWN else "stopped"
-            await asyncio.to_thread(
-                set_state,
-                self.facility.ledger,
-                self.session_id,
-                final,
-                status.reason or f"job {status.state}",
-            )
+        final = "lost" if status.state == JobState.UNKNOWN else "stopped"
+        await self._record(final, status.reason or f"job {status.state}")
         return status.exit_code if status.exit_code is not None else 1
 
     async def stop(self, now: bool = False) -> None:
         if not self.job_id:
             return
-        ledger = self.facility.ledger
-        if self.session_id:
-            await asyncio.to_thread(set_state, ledger, self.session_id, "stopping", "stop asked")
+        await self._record("stopping", "stop asked")
         await self.facility.backend.cancel(self.job_id)
         self.facility.forget_availability()
+        await self._record("stopped", "stopped")
         if self.session_id:
-            await asyncio.to_thread(set_state, ledger, self.session_id, "stopped", "stopped")
             await asyncio.to_thread(
-                ledger.audit,
-                self.user.name,
-                "session.stop",
-                f"{self.user.name}/{self.name}",
-                session=self.session_id,
-            )
+                self.facility.ledger.audit, self.user.name, "session.stop",
+                f"{self.user.name}/{self.name}", session=self.session_id,
+            )  # fmt: skip
 
     # -- state -------------------------------------------------------------
     def get_state(self) -> dict:
@@ -281,18 +258,11 @@ class SliceSpawner(Spawner):
 
 
 async def _render_options_form(spawner: SliceSpawner) -> str:
-    return await render_form(spawner.facility, spawner.allowed_profiles())
+    return await render_form(spawner.facility, spawner.user_groups())
 
 
 def _apply_user_options(spawner: SliceSpawner, user_options: dict) -> None:
-    spawner.profile_name = (
-        spawner._resolve(user_options.get("profile", "")).name if user_options else ""
-    )
-
-
-def _resolve_cmd(name: str) -> str:
-    """Find a command next to this Python first (the portal's own environment), then on PATH."""
-    if os.path.isabs(name):
-        return name
-    here = str(Path(sys.executable).parent)
-    return shutil.which(name, path=os.pathsep.join([here, os.environ.get("PATH", "")])) or name
+    if user_options:
+        spawner.profile_name = spawner._resolve(user_options.get("profile", "")).name
+    else:
+        spawner.profile_name = ""

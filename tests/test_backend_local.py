@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
-from gpuaf.spawners.backends.base import JobSpec, JobState
-from gpuaf.spawners.backends.local import LocalBackend
 
 from gpuaf.errors import BackendError
 from gpuaf.gpus import parse_simulation
 from gpuaf.profiles import SliceProfile
+from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
+from gpuaf.spawners.backends.base import JobSpec, JobState
+from gpuaf.spawners.backends.local import LocalBackend
 
 INVENTORY = parse_simulation("2xH100-80GB,H200-141GB[3g.71gb,2x1g.18gb]")
 SLEEPER = (sys.executable, "-c", "import time, os; time.sleep(60)")

@@ -68,6 +68,6 @@ def test_a_demo_without_gpus_offers_cpu_only_in_the_form(tmp_path):
         client.close()
         assert 'value="cpu"' in html
         assert "Simulated GPUs" not in html
-        assert "5 other slices open to" in html  # the GPU profiles, hidden without GPUs
+        assert "5 other slices\n    are not offered by this facility" in html  # no GPU here
     finally:
         assert stack.interrupt() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -22,10 +23,15 @@ def test_the_spawn_form_lists_what_the_user_may_book(stack, bob):
     page = bob.get("/hub/spawn")
     assert page.status_code == 200
     html = page.text
+    radios = dict(re.findall(r'<input type="radio" name="profile" id="[^"]+" value="([^"]+)"'
+                             r'([^>]*)>', html))
+    assert list(radios) == ["cpu", "mig-1g.18gb", "mig-3g.71gb", "mps-25", "gpu-1", "gpu-2"]
     for name in ("cpu", "mig-1g.18gb", "mps-25", "gpu-1"):
-        assert f'value="{name}"' in html
-    for name in ("mig-3g.71gb", "gpu-2"):  # higgs only
-        assert f'value="{name}"' not in html
+        assert "disabled" not in radios[name]
+    for name in ("mig-3g.71gb", "gpu-2"):  # higgs only: shown, but not bookable
+        assert "disabled" in radios[name]
+    assert html.count("for higgs only") == 2
+    assert "2 free · 0 waiting" in html  # gpu-1 on two simulated H100s
     assert "Simulated GPUs." in html
 
 

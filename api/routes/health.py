@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from gpuaf.api.deps import FacilityDep
-from gpuaf.api.schemas import Health
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from gpuaf import __version__
+from gpuaf.api.deps import FacilityDep
+from gpuaf.api.schemas import Health
 
 router = APIRouter(tags=["health"])
 

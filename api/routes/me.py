@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from gpuaf.api.deps import CurrentUser, FacilityDep
-from gpuaf.api.schemas import Me, Problem
 from sqlalchemy import select
 
+from gpuaf.api.deps import CurrentUser, FacilityDep
+from gpuaf.api.schemas import Me, Problem
 from gpuaf.ledger.models import User, utcnow
 
 router = APIRouter(tags=["me"])

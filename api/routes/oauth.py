@@ -16,9 +16,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
+
 from gpuaf.api.deps import IdentityDep
 from gpuaf.api.identity import COOKIE
-
 from gpuaf.errors import PublicError
 
 router = APIRouter(tags=["login"], include_in_schema=False)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+
 from gpuaf.api.deps import CurrentUser, FacilityDep
 from gpuaf.api.schemas import AvailabilityOut, Problem, SliceOut
 

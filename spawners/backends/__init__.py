@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobState, JobStatus
-
 from gpuaf.settings import Settings
+from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobState, JobStatus
 
 __all__ = ["Availability", "Backend", "JobSpec", "JobState", "JobStatus", "make_backend"]
 

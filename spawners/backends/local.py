@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
-from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
-from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobState, JobStatus
 
 from gpuaf.errors import BackendError
 from gpuaf.gpus import Inventory, discover, parse_simulation
 from gpuaf.profiles import SliceProfile
+from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
+from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobState, JobStatus
 
 STOP_GRACE_S = 5.0
 

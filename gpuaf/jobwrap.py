@@ -1,0 +1,52 @@
+"""``gpuaf-job``: the first command of every batch job the portal submits.
+
+It loads the job's secrets (e.g. the session's hub token) from the file named by
+``GPUAF_SECRETS_FILE`` into the environment, deletes that file, and replaces itself
+with the rest of its command line. Secrets thus never travel in a job ad, a submit
+description or a command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+
+SECRETS_ENV = "GPUAF_SECRETS_FILE"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_secrets(environ: dict[str, str]) -> dict[str, str]:
+    """The secrets named in ``environ`` (the file is removed once read)."""
+    path = environ.pop(SECRETS_ENV, None)
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    os.unlink(path)
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and _NAME.match(k) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError(f"{path}: expected a JSON object of NAME: string")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        print("usage: gpuaf-job COMMAND [ARG ...]", file=sys.stderr)
+        return 2
+    environ = dict(os.environ)
+    try:
+        environ.update(load_secrets(environ))
+    except (OSError, ValueError) as exc:
+        print(f"gpuaf-job: cannot load the job's secrets: {exc}", file=sys.stderr)
+        return 1
+    program = shutil.which(args[0], path=environ.get("PATH")) or args[0]
+    os.execve(program, args, environ)  # noqa: S606 - argument list, no shell
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The batch job of an interactive session, built from a profile and the spawner's state."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from gpuaf.profiles import SliceProfile
+from gpuaf.settings import Settings
+from gpuaf.spawners.backends import JobSpec
+
+# the hub's token of the session: never in a job ad or a command line
+TOKEN_VARS = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")
+
+
+def accounting_group(user_groups: list[str], profile: SliceProfile) -> str | None:
+    """The user's group the booking counts against: one the profile is open to."""
+    eligible = sorted(g for g in user_groups if not profile.groups or g in profile.groups)
+    return eligible[0] if eligible else None
+
+
+def session_job(
+    *,
+    settings: Settings,
+    profile: SliceProfile,
+    user: str,
+    user_groups: list[str],
+    session_id: str,
+    env: dict[str, str],
+    args: list[str],
+    port: int,
+    remote: bool,
+) -> JobSpec:
+    """A local process on ``port``, or a remote job that reports the port it picked."""
+    env = {**env, "GPUAF_SESSION_ID": session_id, "GPUAF_PROFILE": profile.name}
+    singleuser = [*settings.sessions.singleuser_cmd, *args]
+    tags = {"portal": "gpuaf", "user": user, "session": session_id, "profile": profile.name}
+    common = {
+        "name": f"gpuaf-{session_id}",
+        "user": user,
+        "profile": profile,
+        "tags": tags,
+        "image": settings.sessions.image,
+        "accounting_group": accounting_group(user_groups, profile),
+    }
+    if remote:
+        secrets = {k: env.pop(k) for k in TOKEN_VARS if k in env}
+        command = ["gpuaf-job", "batchspawner-singleuser", *singleuser]
+        return JobSpec(command=tuple(command), env=env, secrets=secrets, **common)
+    home = settings.data_dir / "homes" / user
+    home.mkdir(parents=True, exist_ok=True)
+    env["HOME"] = str(home)
+    command = [resolve_command(singleuser[0]), *singleuser[1:]]
+    command += ["--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={home}"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    return JobSpec(command=tuple(command), env=env, workdir=home, **common)
+
+
+def resolve_command(name: str) -> str:
+    """A command next to this Python first (the portal's own environment), then on PATH."""
+    if os.path.isabs(name):
+        return name
+    here = str(Path(sys.executable).parent)
+    return shutil.which(name, path=os.pathsep.join([here, os.environ.get("PATH", "")])) or name
