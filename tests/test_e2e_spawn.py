@@ -116,6 +116,14 @@ def test_session_life_cycle_through_the_rest_api(stack, alice_token):
     assert env["GPUAF_SIMULATED_GPUS"] == "1"
     assert env["GPUAF_PROFILE"] == "gpu-1"
     assert "GPUAF_SETTINGS" not in env  # nothing of the hub's environment leaks in
+    # the port callback takes a port from the server's own token, and nothing else
+    report = f"{stack.url}hub/api/batchspawner"
+    server_auth = {"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"}
+    forged = httpx.post(report, json={"port": 9999, "cmd": ["touch", "/tmp/x"]},
+                        headers=server_auth)
+    assert forged.status_code == 400
+    assert 'exactly {"port": <integer 1024-65535>}' in forged.json()["message"]
+    assert httpx.post(report, json={"port": 9999}, headers=auth).status_code == 403
     # availability sees the booking
     slices = {s["name"]: s for s in httpx.get(f"{stack.api}/slices", headers=auth).json()}
     assert slices["gpu-1"]["availability"]["busy"] == 1
