@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from gpuaf import __version__
+from gpuaf import __version__, cli_slices
 from gpuaf.errors import PublicError, SettingsError
 from gpuaf.settings import ENV_VAR, EXAMPLE, Settings, load_settings
 
@@ -56,9 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     with_overrides(hub)
     with_settings(sub.add_parser("api", help="run the portal API (started by the hub)"))
     with_settings(sub.add_parser("migrate", help="bring the ledger schema up to date"))
-    slices = with_settings(sub.add_parser("slices", help="list the slice profiles"))
-    slices.add_argument("--simulate-gpus", nargs="?", const=DEFAULT_SIMULATION, metavar="SPEC")
-    slices.add_argument("--json", action="store_true", help="machine-readable output")
+    slices = with_settings(sub.add_parser("slices", help="the slice catalogue, availability"))
+    cli_slices.add_arguments(slices, DEFAULT_SIMULATION)
+    node = sub.add_parser("node", help="GPU worker tools: `gpuaf node inspect`")
+    node.add_argument("node_args", nargs=argparse.REMAINDER, metavar="inspect ...")
     return p
 
 
@@ -163,36 +162,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_slices(args: argparse.Namespace) -> int:
-    from gpuaf.spawners.backends import make_backend
+    from gpuaf import cli_slices
 
     settings, _ = _settings(args)
-    backend = make_backend(settings)
-    table = asyncio.run(backend.availability(settings.profiles))
-    rows = [
-        {
-            "name": p.name,
-            "kind": p.kind,
-            "display_name": p.display_name,
-            "summary": p.summary(),
-            "groups": p.groups or ["(all)"],
-            "capacity": table[p.name].capacity,
-            "free": table[p.name].free,
-        }
-        for p in settings.profiles
-    ]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    print(f"{'PROFILE':<{width}}  KIND  FREE/CAP  GROUPS            DESCRIPTION")
-    for r in rows:
-        print(
-            f"{r['name']:<{width}}  {r['kind']:<4}  {r['free']:>4}/{r['capacity']:<3}  "
-            f"{','.join(r['groups']):<16}  {r['display_name']}: {r['summary']}"
-        )
-    if backend.simulated:
-        print("\nGPUs are SIMULATED: sessions on GPU slices get no real device.")
-    return 0
+    return cli_slices.run(settings, args)
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from gpuaf import node
+
+    return node.main(args.node_args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -222,6 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "node": cmd_node,
     "demo": cmd_demo,
     "hub": cmd_hub,
     "api": cmd_api,

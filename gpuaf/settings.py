@@ -30,6 +30,7 @@ from gpuaf.settings_errors import format_validation_error
 from gpuaf.units import duration_s
 
 EXAMPLE = Path(__file__).with_name("settings.example.yaml")
+CATALOGUE = Path(__file__).with_name("catalogue.yaml")
 ENV_VAR = "GPUAF_SETTINGS"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -215,7 +216,11 @@ class Settings(Strict):
     portal: PortalSettings = PortalSettings()
     iam: IAMSettings
     groups: dict[GroupName, GroupSettings] = Field(min_length=1)
-    profiles: list[SliceProfile] = Field(min_length=1)
+    profiles: list[SliceProfile] = Field(
+        default_factory=lambda: default_catalogue(),
+        min_length=1,
+        description="The slice catalogue; default: gpuaf's catalogue (catalogue.yaml).",
+    )
     backend: BackendSettings = BackendSettings()
     sessions: SessionSettings = SessionSettings()
     ledger: LedgerSettings = LedgerSettings()
@@ -270,6 +275,12 @@ class Settings(Strict):
             raise SettingsError(format_validation_error(exc, "command-line options")) from exc
         new._source = self._source
         return new
+
+
+def default_catalogue() -> list[SliceProfile]:
+    """The slice catalogue shipped with gpuaf (A100/H100/H200 MIG, MPS, whole GPUs, CPU)."""
+    rows = yaml.safe_load(CATALOGUE.read_text(encoding="utf-8"))
+    return [SliceProfile.model_validate(row) for row in rows]
 
 
 def _deep_update(target: dict[str, Any], values: dict[str, Any]) -> None:

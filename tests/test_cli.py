@@ -62,8 +62,10 @@ def test_slices_lists_the_catalogue_with_what_this_machine_can_serve(settings_fi
     result = gpuaf("slices", "--settings", str(settings_file), "--json")
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert rows["cpu"]["capacity"] == 8
-    assert rows["gpu-1"]["capacity"] == 0  # no GPU on this machine
+    assert rows["cpu"]["availability"]["capacity"] == 8
+    assert rows["gpu-1"]["availability"]["capacity"] == 0  # no GPU on this machine
+    assert rows["mps-25"]["mps_thread_percentage"] == 25  # every field of the profile
+    assert rows["mps-25"]["groups"] == ["neutrino"]
     sim = gpuaf("slices", "--settings", str(settings_file), "--simulate-gpus")
     assert "GPUs are SIMULATED" in sim.stdout
     assert "2/2" in sim.stdout  # two simulated H100s for gpu-1
