@@ -171,7 +171,9 @@ def cmd_slices(args: argparse.Namespace) -> int:
 def cmd_node(args: argparse.Namespace) -> int:
     from gpuaf import node
 
-    return node.main(args.node_args)
+    if args.node_args[:1] != ["inspect"]:
+        raise PublicError("usage: gpuaf node inspect [--mps-shares N] [--json]")
+    return node.main(args.node_args[1:])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

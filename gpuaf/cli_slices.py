@@ -17,6 +17,7 @@ def add_arguments(slices: argparse.ArgumentParser, simulation_default: str) -> N
     render = sub.add_parser("render", help="print what a session on PROFILE would submit")
     render.add_argument("profile", metavar="PROFILE")
     render.add_argument("--backend", choices=["htcondor", "slurm"], required=True)
+    render.add_argument("--settings", metavar="FILE", default=argparse.SUPPRESS)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:

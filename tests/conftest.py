@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import htcondor2  # noqa: F401 - before any classad2 use: registers HTCondor's ClassAd functions
 import pytest
 from support.login import hub_token, login
 from support.postgres import ScratchPostgres, create_database, find_bindir
