@@ -175,6 +175,12 @@ class SlurmSettings(Strict):
     shards_per_gpu: int = Field(
         4, ge=1, le=128, description="Shards each GPU is cut into (gres.conf Count / GPUs)."
     )
+    conf: Path | None = Field(
+        None, description="slurm.conf of the cluster; default: $SLURM_CONF of the hub."
+    )
+    availability_ttl: Duration = Field(
+        5, description="How long one node/queue query answers for all open spawn forms."
+    )
     account_from_group: bool = Field(False, description="Pass the user's IAM group as --account.")
 
 

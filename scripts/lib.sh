@@ -12,6 +12,10 @@ install_system_packages() {
   local missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  # a real Slurm for the tests (daemons live in /usr/sbin, often not on a user's PATH)
+  { command -v sbatch && { command -v slurmctld || [ -x /usr/sbin/slurmctld ]; }; } >/dev/null \
+    || missing+=(slurm-wlm)
+  { command -v munged || [ -x /usr/sbin/munged ]; } >/dev/null || missing+=(munge)
   [ ${#missing[@]} -eq 0 ] && return
   step "installing ${missing[*]} (Debian packages)"
   local sudo=""

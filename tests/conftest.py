@@ -11,6 +11,10 @@ Index (scope → fixture: what it gives):
   session  alice, bob        httpx clients logged in through the OIDC provider
                              (alice: group higgs; bob: group neutrino)
   session  alice_token       a hub API token of alice
+  session  slurm             a real Slurm (munge, slurmctld, slurmd) in a scratch dir: 2 fake
+                             GPUs, 4 shards each; skipped without slurm-wlm, an error instead
+                             when $GPUAF_REQUIRE_SLURM=1 (CI)
+  session  slurm_mps         the same with gres mps (Count=100 per GPU) and one MIG 1g.18gb GPU
   session  artifacts         folder for screenshots kept by CI (test-artifacts/)
   session  chromium          a real headless Chromium driven by Playwright
 Helpers live in tests/support/.
@@ -28,6 +32,7 @@ import htcondor2  # noqa: F401 - before any classad2 use: registers HTCondor's C
 import pytest
 from support.login import hub_token, login
 from support.postgres import ScratchPostgres, create_database, find_bindir
+from support.slurm import LocalSlurm, require_slurm, start_slurm
 from support.stack import Stack, start_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +104,22 @@ def bob(stack: Stack):
 @pytest.fixture(scope="session")
 def alice_token(alice, stack: Stack) -> str:
     return hub_token(alice, "alice")
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[LocalSlurm]:
+    require_slurm()
+    cluster = start_slurm()  # 2 GPUs, 4 shards each
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_mps() -> Iterator[LocalSlurm]:
+    require_slurm()
+    cluster = start_slurm(gres="mps", mig={"1g.18gb": 1}, cpus=16)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -23,8 +23,13 @@ def test_the_spawn_form_lists_what_the_user_may_book(stack, bob):
     page = bob.get("/hub/spawn")
     assert page.status_code == 200
     html = page.text
-    radios = dict(re.findall(r'<input type="radio" name="profile" id="[^"]+" value="([^"]+)"'
-                             r'([^>]*)>', html))
+    radios = dict(
+        re.findall(
+            r'<input type="radio" name="profile" id="[^"]+" value="([^"]+)"'
+            r"([^>]*)>",
+            html,
+        )
+    )
     assert list(radios) == ["cpu", "mig-1g.18gb", "mig-3g.71gb", "mps-25", "gpu-1", "gpu-2"]
     for name in ("cpu", "mig-1g.18gb", "mps-25", "gpu-1"):
         assert "disabled" not in radios[name]
@@ -119,8 +124,9 @@ def test_session_life_cycle_through_the_rest_api(stack, alice_token):
     # the port callback takes a port from the server's own token, and nothing else
     report = f"{stack.url}hub/api/batchspawner"
     server_auth = {"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"}
-    forged = httpx.post(report, json={"port": 9999, "cmd": ["touch", "/tmp/x"]},
-                        headers=server_auth)
+    forged = httpx.post(
+        report, json={"port": 9999, "cmd": ["touch", "/tmp/x"]}, headers=server_auth
+    )
     assert forged.status_code == 400
     assert 'exactly {"port": <integer 1024-65535>}' in forged.json()["message"]
     assert httpx.post(report, json={"port": 9999}, headers=auth).status_code == 403

@@ -179,9 +179,18 @@ def test_without_profiles_the_default_catalogue_is_used(tmp_path, example):
     settings = load_settings(_write(tmp_path, example))
     names = [p.name for p in settings.profiles]
     assert names[0] == "cpu"
-    for expected in ("a100-40gb-mig-1g.5gb", "a100-80gb-mig-3g.40gb", "h100-80gb-mig-1g.10gb",
-                     "h200-141gb-mig-1g.18gb", "h200-141gb-mig-3g.71gb", "mps-25", "mps-50",
-                     "gpu-1", "gpu-2", "gpu-4"):
+    for expected in (
+        "a100-40gb-mig-1g.5gb",
+        "a100-80gb-mig-3g.40gb",
+        "h100-80gb-mig-1g.10gb",
+        "h200-141gb-mig-1g.18gb",
+        "h200-141gb-mig-3g.71gb",
+        "mps-25",
+        "mps-50",
+        "gpu-1",
+        "gpu-2",
+        "gpu-4",
+    ):
         assert expected in names
     kinds = {p.kind for p in settings.profiles}
     assert kinds == {"cpu", "gpu", "mig", "mps"}
