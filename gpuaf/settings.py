@@ -204,6 +204,14 @@ class SessionSettings(Strict):
     singleuser_cmd: list[str] = Field(
         ["jupyterhub-singleuser"], min_length=1, description="Command of the session's server."
     )
+    environment: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")],
+        Annotated[str, Field(pattern=r"^[^\n\r\x00]*$")],
+    ] = Field(
+        {},
+        description="Environment of every session job, e.g. PATH on the workers. The hub's "
+        "own environment is never passed on (local sessions inherit its PATH).",
+    )
     image: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$",

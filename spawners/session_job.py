@@ -34,7 +34,12 @@ def session_job(
     remote: bool,
 ) -> JobSpec:
     """A local process on ``port``, or a remote job that reports the port it picked."""
-    env = {**env, "GPUAF_SESSION_ID": session_id, "GPUAF_PROFILE": profile.name}
+    env = {
+        **env,
+        **settings.sessions.environment,
+        "GPUAF_SESSION_ID": session_id,
+        "GPUAF_PROFILE": profile.name,
+    }
     singleuser = [*settings.sessions.singleuser_cmd, *args]
     tags = {"portal": "gpuaf", "user": user, "session": session_id, "profile": profile.name}
     common = {
@@ -52,6 +57,9 @@ def session_job(
     home = settings.data_dir / "homes" / user
     home.mkdir(parents=True, exist_ok=True)
     env["HOME"] = str(home)
+    if "PATH" not in env:  # a local session runs in the portal's own environment
+        here = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join([here, os.environ.get("PATH", os.defpath)])
     command = [resolve_command(singleuser[0]), *singleuser[1:]]
     command += ["--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={home}"]
     if os.geteuid() == 0:

@@ -53,6 +53,10 @@ class SliceSpawner(Spawner):
         self.port_reported = asyncio.Event()
         self._background: asyncio.Task | None = None
 
+    @default("env_keep")
+    def _env_keep_default(self) -> list[str]:
+        return ["LANG", "LC_ALL", "JUPYTERHUB_SINGLEUSER_APP"]  # never the hub's secrets
+
     @property
     def facility(self) -> Facility:
         return facility_for(self.settings_file or os.environ.get(ENV_VAR) or None)

@@ -49,7 +49,10 @@ def write_settings(
     data["backend"]["local"]["simulate_gpus"] = simulate
     data["sessions"]["start_timeout"] = "90s"
     for section, values in changes.items():
-        data.setdefault(section, {}).update(values)
+        if isinstance(values, list):
+            data[section] = values
+        else:
+            data.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(data))
     return data
 
@@ -89,7 +92,12 @@ class Stack:
 
 
 def start_stack(
-    base: Path, *, ledger_url: str | None = None, simulate: str | None = SIMULATION, **changes: dict
+    base: Path,
+    *,
+    ledger_url: str | None = None,
+    simulate: str | None = SIMULATION,
+    env: dict[str, str] | None = None,
+    **changes: dict,
 ) -> Stack:
     base.mkdir(parents=True, exist_ok=True)
     settings_path = base / "settings.yaml"
@@ -101,6 +109,7 @@ def start_stack(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
     stack = Stack(
