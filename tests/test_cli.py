@@ -82,3 +82,32 @@ def test_api_outside_the_hub_says_how_to_start_the_portal(settings_file):
     result = gpuaf("api", "--settings", str(settings_file))
     assert result.returncode == 1
     assert "runs as a service of the hub" in result.stderr
+
+
+def test_slices_render_prints_what_a_session_would_submit(settings_file):
+    condor = gpuaf(
+        "slices", "render", "mig-1g.18gb", "--backend", "htcondor", "--settings", str(settings_file)
+    )
+    assert condor.returncode == 0, condor.stderr
+    assert 'require_gpus = (DeviceName == "NVIDIA H200 MIG 1g.18gb")' in condor.stdout
+    assert "request_gpus = 1" in condor.stdout
+    assert "getenv = false" in condor.stdout
+    assert "JUPYTERHUB_API_TOKEN" not in condor.stdout
+    slurm = gpuaf(
+        "slices", "render", "mps-25", "--backend", "slurm", "--settings", str(settings_file)
+    )
+    assert slurm.returncode == 0, slurm.stderr
+    assert '"--gres=shard:1"' in slurm.stdout
+    assert "export CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=25" in slurm.stdout
+    unknown = gpuaf(
+        "slices", "render", "h100-for-free", "--backend", "slurm", "--settings", str(settings_file)
+    )
+    assert unknown.returncode == 1
+    assert "Unknown slice profile 'h100-for-free'. Profiles: cpu, mig-1g.18gb" in unknown.stderr
+
+
+def test_node_inspect_without_a_gpu_says_so():
+    result = gpuaf("node", "inspect")
+    assert result.returncode == 0, result.stderr
+    assert "No NVIDIA GPU found on this node" in result.stdout
+    assert gpuaf("node", "reboot").returncode == 1
