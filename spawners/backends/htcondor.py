@@ -32,8 +32,8 @@ from gpuaf.errors import BackendError
 from gpuaf.profiles import SliceProfile
 from gpuaf.spawners.backends import htcondor_jobs as jobs
 from gpuaf.spawners.backends.base import Availability, Backend, JobSpec, JobStatus
+from gpuaf.spawners.backends.checks import ENV_KEY
 from gpuaf.spawners.backends.htcondor_match import SLOT_CONSTRAINT
-from gpuaf.spawners.backends.htcondor_quote import ENV_KEY
 from gpuaf.spawners.backends.htcondor_submit import SECRETS_FILE, SubmitConfig, build
 
 if TYPE_CHECKING:

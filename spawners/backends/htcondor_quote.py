@@ -15,9 +15,9 @@ import re
 from collections.abc import Iterable, Mapping
 
 from gpuaf.errors import BackendError
+from gpuaf.spawners.backends.checks import ENV_KEY
 
 TAG = re.compile(r"^[A-Za-z0-9_.@+-]{1,128}$")
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MACRO = re.compile(r"\$[A-Za-z0-9_$]*\(")
 

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from gpuaf.gpus import GpuModel
 from gpuaf.profiles import SliceProfile
 from gpuaf.spawners.backends.base import JobSpec
+from gpuaf.spawners.backends.checks import TAG_KEY
 from gpuaf.spawners.backends.htcondor_quote import (
     MACRO,
     classad_string,
@@ -31,7 +32,6 @@ SECRETS_FILE = "gpuaf-secrets.json"
 DISK_KIB = 1024 * 1024  # request_disk: 1 GiB of scratch for the job's sandbox
 MIG_MEMORY_TOLERANCE = 0.95  # NVML reports a few MiB less than the profile table
 
-TAG_KEY = re.compile(r"^[a-z][a-z0-9_]{0,30}$")
 ABS_PATH = re.compile(r"^/[A-Za-z0-9_.+/-]*$")
 COMMAND_NAME = re.compile(r"^[A-Za-z0-9_.+-]+$")
 IMAGE = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9_.:/@+-]*$")

@@ -25,11 +25,10 @@ from pathlib import Path
 from gpuaf.errors import BackendError
 from gpuaf.profiles import SliceProfile
 from gpuaf.spawners.backends.base import JobSpec
+from gpuaf.spawners.backends.checks import ENV_KEY, TAG_KEY
 
 TAG_PREFIX = "gpuaf:"  # every portal job's --comment starts with it
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
-ENV_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-TAG_KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 TAG_VALUE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$")
 ACCOUNT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CONTROL = re.compile(r"[\x00\r\n]")
