@@ -98,6 +98,27 @@ class IAMSettings(Strict):
         "a parent group is never inferred from a child.",
     )
     login_service: str = Field("IAM", description="Name shown on the login button.")
+    audience: str = Field(
+        "gpuaf",
+        min_length=1,
+        description="`aud` that IAM access tokens sent to the API must carry (WLCG profile).",
+    )
+    trusted_issuers: list[Annotated[str, Field(pattern=r"^https?://\S+$")]] = Field(
+        [],
+        description="Issuers whose access tokens the API accepts, checked before any key "
+        "fetch; default: the issuer above only.",
+    )
+    token_leeway: int = Field(
+        30, ge=0, le=60, description="Seconds of clock skew allowed on exp/nbf/iat (at most 60)."
+    )
+    jwks_refetch_interval: Duration = Field(
+        300,
+        description="An unknown key id refetches the issuer's keys at most once per this long.",
+    )
+
+    @property
+    def issuers(self) -> list[str]:
+        return [i.rstrip("/") for i in (self.trusted_issuers or [self.issuer])]
 
     @model_validator(mode="before")
     @classmethod
