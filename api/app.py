@@ -6,6 +6,7 @@ token in ``JUPYTERHUB_*`` variables, and every route lives under that prefix.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,10 +18,11 @@ from jupyterhub.services.auth import HubOAuth
 
 from gpuaf import __version__
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
-from gpuaf.api.routes import health, me, oauth, slices
+from gpuaf.api.routes import audit, health, me, oauth, slices
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
 from gpuaf.ledger import migrate
+from gpuaf.networks import UntrustedNetwork, check_client, forwarded_client
 
 log = logging.getLogger("gpuaf.api")
 
@@ -52,7 +54,26 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(health.router, prefix=api)
     app.include_router(me.router, prefix=api)
     app.include_router(slices.router, prefix=api)
+    app.include_router(audit.router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
+
+    @app.middleware("http")
+    async def trusted_networks(request: Request, call_next):
+        client = forwarded_client(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+        )
+        request.state.client = client
+        if request.url.path != f"{api}/health":
+            try:
+                check_client(client, facility.settings.portal.trusted_networks)
+            except UntrustedNetwork as exc:
+                await asyncio.to_thread(
+                    facility.ledger.audit, "-", "api.refused", request.url.path,
+                    client_addr=client, reason="untrusted-network",
+                )  # fmt: skip
+                return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return await call_next(request)
 
     @app.exception_handler(PublicError)
     async def public_error(request: Request, exc: PublicError) -> JSONResponse:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gpuaf.api.identity import COOKIE, HubIdentity, PortalUser
+from gpuaf.api.identity import COOKIE, HubIdentity, NotAuthenticated, PortalUser
+from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
 
 
@@ -18,13 +20,50 @@ def get_identity(request: Request) -> HubIdentity:
     return request.app.state.identity
 
 
+def client_address(request: Request) -> str:
+    return getattr(request.state, "client", "") or (request.client.host if request.client else "")
+
+
 async def get_current_user(request: Request) -> PortalUser:
     identity: HubIdentity = request.app.state.identity
-    return await identity.user_for(
-        request.headers.get("authorization"), request.cookies.get(COOKIE)
-    )
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(COOKIE)
+    try:
+        return await identity.user_for(header, cookie)
+    except PublicError as exc:
+        if header or cookie:  # a credential was presented and refused: audit why
+            facility: Facility = request.app.state.facility
+            reason = getattr(exc, "reason", None) or (
+                "not-authenticated" if isinstance(exc, NotAuthenticated) else "forbidden"
+            )
+            await asyncio.to_thread(
+                facility.ledger.audit, "-", "token.refused", request.url.path,
+                client_addr=client_address(request), reason=reason, status=exc.status,
+            )  # fmt: skip
+        raise
+
+
+def require_role(*roles: str):
+    """A dependency that lets through only users holding one of ``roles``."""
+
+    async def check(user: CurrentUserDep, facility: FacilityDep) -> PortalUser:
+        if not set(user_roles(facility, user)) & set(roles):
+            raise PublicError(f"This needs the role {' or '.join(roles)}.", status=403)
+        return user
+
+    return check
+
+
+def user_roles(facility: Facility, user: PortalUser) -> list[str]:
+    groups = facility.settings.groups
+    roles = {groups[g].role for g in user.groups if g in groups}
+    if user.admin:
+        roles.add("facility-admin")
+    return sorted(roles)
 
 
 FacilityDep = Annotated[Facility, Depends(get_facility)]
 IdentityDep = Annotated[HubIdentity, Depends(get_identity)]
-CurrentUser = Annotated[PortalUser, Depends(get_current_user)]
+CurrentUserDep = Annotated[PortalUser, Depends(get_current_user)]
+CurrentUser = CurrentUserDep
+AdminUser = Annotated[PortalUser, Depends(require_role("facility-admin", "collaboration-admin"))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel
@@ -14,6 +15,29 @@ class Health(BaseModel):
     backend: str
 
 
+class QuotaOut(BaseModel):
+    concurrent_slices: int | None  # None: no limit
+    active_sessions: int
+    gpu_hours_per_month: float | None
+    gpu_hours_used: float
+    gpu_hours_left: float | None
+
+
+class AuditOut(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    client_addr: str
+    detail: dict
+
+
+class AuditPage(BaseModel):
+    total: int
+    offset: int
+    items: list[AuditOut]
+
+
 class Me(BaseModel):
     name: str
     groups: list[str]
@@ -21,6 +45,7 @@ class Me(BaseModel):
     admin: bool
     auth: Literal["cookie", "token"]
     profiles: list[str]
+    quota: QuotaOut
 
 
 class AvailabilityOut(BaseModel):

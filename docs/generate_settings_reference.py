@@ -33,6 +33,7 @@ from gpuaf.settings import (
     LedgerSettings,
     LocalBackendSettings,
     PortalSettings,
+    QuotaSettings,
     SessionSettings,
     Settings,
     SlurmSettings,
@@ -84,6 +85,8 @@ INTROS: dict[str, str] = {
     "backend": "The batch system sessions run on. Only the `local` backend exists: each "
     "session is a process on the hub's machine, on the GPUs NVML finds there, or on a "
     "simulated inventory.",
+    "groups.quota": "Limits of each member of the group, enforced when a slice is booked; a "
+    "member of several groups gets the most generous limit of them.",
     "backend.local": "Settings of the `local` backend.",
     "backend.htcondor": "Settings of the `htcondor` backend: where to submit, how jobs are "
     "accounted, where the workers' MPS control daemon listens.",
@@ -100,6 +103,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("portal", PortalSettings, "portal"),
     ("iam", IAMSettings, "iam"),
     ("groups", GroupSettings, "groups.<group>"),
+    ("groups.quota", QuotaSettings, "groups.<group>.quota"),
     ("profiles", SliceProfile, "profiles[]"),
     ("backend", BackendSettings, "backend"),
     ("backend.local", LocalBackendSettings, "backend.local"),

@@ -109,6 +109,18 @@ class SliceProfile(BaseModel):
                 f"({format_mib(limit)} at most)"
             )
 
+    @property
+    def gpu_share(self) -> float:
+        """How much of a GPU one booking holds: N whole GPUs, k/7 for a MIG kg slice, the
+        MPS percentage; what GPU-hours are counted in."""
+        if self.kind == "gpu":
+            return float(self.gpus)
+        if self.kind == "mig" and self.mig_profile:
+            return int(self.mig_profile.split("g", 1)[0]) / 7
+        if self.kind == "mps":
+            return (self.mps_thread_percentage or 100) / 100
+        return 0.0
+
     def models(self) -> list[GpuModel]:
         """Known GPU models this profile may land on (all, if it names none)."""
         if not self.gpu_models:

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     PrivateAttr,
     SecretStr,
     ValidationError,
@@ -63,6 +64,10 @@ class PortalSettings(Strict):
     data_dir: Path = Field(
         Path("gpuaf-data"),
         description="Where the portal keeps its state; relative to the settings file.",
+    )
+    trusted_networks: list[IPvAnyNetwork] = Field(
+        [],
+        description="Client networks (CIDR) allowed to log in and call the API; empty: all.",
     )
     service_name: str = Field(
         "portal",
@@ -137,10 +142,31 @@ class IAMSettings(Strict):
         return {**data, "client_secret": secret}
 
 
+class QuotaSettings(Strict):
+    concurrent_slices: int | None = Field(
+        None, ge=0, description="Sessions a member may hold at once; empty: no limit."
+    )
+    gpu_hours_per_month: float | None = Field(
+        None,
+        ge=0,
+        description="GPU-hours a member may use per calendar month (a MIG 1g slice counts "
+        "1/7 of a GPU, an MPS 25 % share a quarter); empty: no limit.",
+    )
+
+
 class GroupSettings(Strict):
     description: str = Field("", description="What the group is, for admins.")
     role: Literal["user", "collaboration-admin", "facility-admin"] = Field(
         "user", description="Role of the group's members; facility-admin makes hub admins."
+    )
+    collaboration: str | None = Field(
+        None,
+        description="For role collaboration-admin: the group whose members these admins "
+        "see and steer; default: this group itself.",
+    )
+    quota: QuotaSettings = Field(
+        QuotaSettings(),
+        description="Limits of each member; a member of several groups gets the most generous.",
     )
 
 
@@ -264,6 +290,12 @@ class Settings(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        for name, group in self.groups.items():
+            if group.collaboration is not None and group.collaboration not in self.groups:
+                raise ValueError(
+                    f"groups.{name}.collaboration: unknown group {group.collaboration!r}; "
+                    f"declared groups: {', '.join(self.groups)}"
+                )
         seen: set[str] = set()
         for i, profile in enumerate(self.profiles):
             if profile.name in seen:

@@ -7,14 +7,19 @@ is never inferred from a child, and only groups the settings declare are kept.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 from oauthenticator.generic import GenericOAuthenticator
+from tornado import web
 from traitlets import List, Unicode
 
 from gpuaf.errors import SettingsError
+from gpuaf.facility import facility_for
+from gpuaf.ledger.users import upsert_user
+from gpuaf.networks import UntrustedNetwork, check_client
 from gpuaf.settings import Settings
 
 
@@ -50,17 +55,45 @@ def groups_from_claims(
 
 
 class IAMAuthenticator(GenericOAuthenticator):
-    """GenericOAuthenticator with IAM group handling."""
+    """GenericOAuthenticator with IAM group handling, trusted networks and a login audit."""
 
     groups_claims = List(Unicode(), config=True, help="Claims read for groups, first found wins.")
     known_groups = List(Unicode(), config=True, help="Groups the portal declares.")
+    settings_file = Unicode("", config=True, help="gpuaf settings (for the ledger).")
+
+    async def authenticate(self, handler, data=None):
+        facility = facility_for(self.settings_file or None)
+        client = handler.request.remote_ip or ""
+        try:
+            check_client(client, facility.settings.portal.trusted_networks)
+        except UntrustedNetwork as exc:
+            await asyncio.to_thread(
+                facility.ledger.audit, "-", "login.refused", client_addr=client,
+                reason="untrusted-network",
+            )  # fmt: skip
+            raise web.HTTPError(403, exc.message) from exc
+        model = await super().authenticate(handler, data)
+        if model is None:
+            await asyncio.to_thread(
+                facility.ledger.audit, "-", "login.refused", client_addr=client,
+                reason="not-allowed",
+            )  # fmt: skip
+            return None
+        groups = sorted(model.get("groups") or [])
+        await asyncio.to_thread(upsert_user, facility.ledger, model["name"], groups)
+        await asyncio.to_thread(
+            facility.ledger.audit, model["name"], "login", client_addr=client, groups=groups
+        )
+        return model
 
     async def get_user_groups(self, auth_state: dict) -> set[str]:
         claims = auth_state.get(self.user_auth_state_key) or {}
         return set(groups_from_claims(claims, self.groups_claims, self.known_groups))
 
 
-def configure_authenticator(c: Any, settings: Settings, callback_url: str) -> None:
+def configure_authenticator(
+    c: Any, settings: Settings, callback_url: str, settings_path: str
+) -> None:
     iam = settings.iam
     doc = discover(iam.issuer)
     c.JupyterHub.authenticator_class = IAMAuthenticator
@@ -78,6 +111,7 @@ def configure_authenticator(c: Any, settings: Settings, callback_url: str) -> No
     a.manage_groups = True
     a.groups_claims = list(iam.groups_claims)
     a.known_groups = list(settings.groups)
+    a.settings_file = settings_path
     a.allowed_groups = set(settings.groups)
     a.admin_groups = {n for n, g in settings.groups.items() if g.role == "facility-admin"}
     if doc.get("end_session_endpoint"):

@@ -53,7 +53,7 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
     c.ConfigurableHTTPProxy.command = [proxy_command()]
     c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
 
-    configure_authenticator(c, settings, f"{portal.url}hub/oauth_callback")
+    configure_authenticator(c, settings, f"{portal.url}hub/oauth_callback", settings_path)
 
     c.JupyterHub.spawner_class = "slice"
     c.SliceSpawner.settings_file = settings_path

@@ -20,6 +20,7 @@ from traitlets import Float, Unicode, default
 from gpuaf.errors import PublicError, UnknownSlice
 from gpuaf.facility import Facility, facility_for
 from gpuaf.ledger.sessions import open_session, set_state
+from gpuaf.policy import QuotaExceeded, check_booking
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import ENV_VAR
 from gpuaf.spawners.backends import JobState, JobStatus
@@ -128,7 +129,7 @@ class SliceSpawner(Spawner):
         who, where = self.user.name, f"{self.user.name}/{self.name}"
         self.session_id = await asyncio.to_thread(
             open_session, facility.ledger, user=who, server=self.name, profile=profile.name,
-            backend=backend.name,
+            backend=backend.name, gpu_share=profile.gpu_share,
         )  # fmt: skip
         await asyncio.to_thread(
             facility.ledger.audit, who, "session.book", where, profile=profile.name,
@@ -265,8 +266,21 @@ async def _render_options_form(spawner: SliceSpawner) -> str:
     return await render_form(spawner.facility, spawner.user_groups())
 
 
-def _apply_user_options(spawner: SliceSpawner, user_options: dict) -> None:
-    if user_options:
-        spawner.profile_name = spawner._resolve(user_options.get("profile", "")).name
-    else:
-        spawner.profile_name = ""
+async def _apply_user_options(spawner: SliceSpawner, user_options: dict) -> None:
+    """Validate the chosen slice and the user's quota before anything is booked."""
+    allowed = spawner.allowed_profiles()
+    default = allowed[0].name if allowed else ""
+    profile = spawner._resolve(user_options.get("profile", default) if user_options else default)
+    spawner.profile_name = profile.name
+    facility = spawner.facility
+    try:
+        await asyncio.to_thread(
+            check_booking, facility.settings, facility.ledger, spawner.user.name,
+            spawner.user_groups(), profile, spawner.name,
+        )  # fmt: skip
+    except QuotaExceeded as exc:
+        await asyncio.to_thread(
+            facility.ledger.audit, spawner.user.name, "session.refused",
+            f"{spawner.user.name}/{spawner.name}", profile=profile.name, reason=exc.message,
+        )  # fmt: skip
+        raise web.HTTPError(exc.status, exc.message, reason="Quota exceeded") from exc

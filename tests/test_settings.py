@@ -74,7 +74,7 @@ def test_a_profile_naming_an_unknown_group_lists_the_declared_ones(tmp_path, exa
     with pytest.raises(
         SettingsError,
         match=r"profiles\[0\]\.groups: unknown group 'atlas'; "
-        r"declared groups: higgs, neutrino",
+        r"declared groups: facility-admins, higgs, higgs-admins, neutrino",
     ):
         load_settings(_write(tmp_path, example))
 

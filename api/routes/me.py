@@ -1,11 +1,13 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
-from sqlalchemy import select
+import asyncio
 
-from gpuaf.api.deps import CurrentUser, FacilityDep
-from gpuaf.api.schemas import Me, Problem
-from gpuaf.ledger.models import User, utcnow
+from fastapi import APIRouter
+
+from gpuaf.api.deps import CurrentUser, FacilityDep, user_roles
+from gpuaf.api.schemas import Me, Problem, QuotaOut
+from gpuaf.ledger.users import upsert_user
+from gpuaf.policy import limits_for, usage_of
 
 router = APIRouter(tags=["me"])
 
@@ -14,23 +16,27 @@ router = APIRouter(tags=["me"])
     "/me",
     response_model=Me,
     responses={401: {"model": Problem}},
-    summary="The calling user: groups, roles and the slices they may book",
+    summary="The calling user: groups, roles, quota and the slices they may book",
 )
-def me(user: CurrentUser, facility: FacilityDep) -> Me:
+async def me(user: CurrentUser, facility: FacilityDep) -> Me:
     settings = facility.settings
-    with facility.ledger.session() as db:
-        row = db.scalars(select(User).where(User.name == user.name)).first()
-        if row is None:
-            db.add(User(name=user.name, groups=list(user.groups)))
-        else:
-            row.groups = list(user.groups)
-            row.last_seen_at = utcnow()
-    roles = sorted({settings.groups[g].role for g in user.groups if g in settings.groups})
+    await asyncio.to_thread(upsert_user, facility.ledger, user.name, list(user.groups))
+    limits = limits_for(settings, user.groups)
+    used = await asyncio.to_thread(usage_of, facility.ledger, user.name)
     return Me(
         name=user.name,
         groups=list(user.groups),
-        roles=roles,
+        roles=user_roles(facility, user),
         admin=user.admin,
         auth=user.auth,
         profiles=[p.name for p in settings.profiles_for(user.groups)],
+        quota=QuotaOut(
+            concurrent_slices=limits.concurrent_slices,
+            active_sessions=used.active_sessions,
+            gpu_hours_per_month=limits.gpu_hours_per_month,
+            gpu_hours_used=used.gpu_hours_this_month,
+            gpu_hours_left=None
+            if limits.gpu_hours_per_month is None
+            else max(limits.gpu_hours_per_month - used.gpu_hours_this_month, 0.0),
+        ),
     )

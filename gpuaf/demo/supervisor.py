@@ -28,6 +28,12 @@ DEMO_USERS = {
     "alice": {"name": "Alice Adams", "email": "alice@demo.invalid", "groups": ["higgs"]},
     "bob": {"name": "Bob Brown", "email": "bob@demo.invalid", "groups": ["neutrino"]},
     "carol": {"name": "Carol Chen", "email": "carol@demo.invalid", "groups": ["higgs", "neutrino"]},
+    "dana": {
+        "name": "Dana Diaz",
+        "email": "dana@demo.invalid",
+        "groups": ["higgs", "higgs-admins"],
+    },
+    "erin": {"name": "Erin Evans", "email": "erin@demo.invalid", "groups": ["facility-admins"]},
 }
 
 

@@ -12,7 +12,9 @@ from gpuaf.ledger.db import Ledger
 from gpuaf.ledger.models import SESSION_STATES, SessionEvent, SessionRecord, utcnow
 
 
-def open_session(ledger: Ledger, *, user: str, server: str, profile: str, backend: str) -> str:
+def open_session(
+    ledger: Ledger, *, user: str, server: str, profile: str, backend: str, gpu_share: float = 0.0
+) -> str:
     """Create a session in state ``requested``; return its id."""
     session_id = str(uuid.uuid4())
     with ledger.session() as db:
@@ -24,6 +26,7 @@ def open_session(ledger: Ledger, *, user: str, server: str, profile: str, backen
                 profile=profile,
                 backend=backend,
                 state="requested",
+                gpu_share=gpu_share,
                 events=[SessionEvent(state="requested")],
             )
         )
