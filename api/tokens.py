@@ -34,7 +34,7 @@ log = logging.getLogger("gpuaf.api.tokens")
 
 ALGORITHMS = (
     *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
-    *("ES256", "ES384", "ES512", "EdDSA"),
+    *("ES256", "ES384", "ES512", "EdDSA", "Ed25519"),
 )
 COMPUTE_SCOPES = ("compute.read", "compute.create", "compute.modify", "compute.cancel")
 MAX_TOKEN_CHARS = 16384
@@ -126,7 +126,7 @@ class TokenValidator:
         try:
             claims = await self._validate(token, required_scope)
         except TokenRefused as exc:
-            log.info("access token refused: %s", exc.reason)
+            log.debug("access token refused: %s", exc.reason)
             raise
         except Exception:  # a bug: never let it surface with the token in a traceback
             log.exception("access token validation failed unexpectedly")
