@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -122,8 +123,20 @@ def cmd_hub(args: argparse.Namespace) -> int:
     discover(settings.iam.issuer)
     migrate(settings.ledger_url)
     env = {**os.environ, ENV_VAR: str(path)}
+    env.setdefault("JUPYTERHUB_CRYPT_KEY", _crypt_key(settings.data_dir))
     argv = [sys.executable, "-m", "jupyterhub", "-f", str(_hub_config_file())]
     os.execve(sys.executable, argv, env)  # noqa: S606 - argument list, no shell
+
+
+def _crypt_key(data_dir: Path) -> str:
+    """The key encrypting users' tokens in the hub's database, made once, kept 0600."""
+    path = data_dir / "jupyterhub_crypt_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def cmd_api(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 SECRETS_ENV = "GPUAF_SECRETS_FILE"
@@ -33,6 +34,19 @@ def load_secrets(environ: dict[str, str]) -> dict[str, str]:
     return data
 
 
+def start_token_keeper(environ: dict[str, str]) -> None:
+    """Write the first token now, keep it fresh in the background (see gpuaf.tokenkeeper)."""
+    from gpuaf import tokenkeeper
+
+    path = tokenkeeper.token_file(environ)
+    environ["BEARER_TOKEN_FILE"] = str(path)
+    tokenkeeper.refresh_once(environ, path)
+    # the keeper's parent is this process, which becomes the session's server by exec
+    subprocess.Popen(
+        [sys.executable, "-m", "gpuaf.tokenkeeper"], env=environ, stdin=subprocess.DEVNULL
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
@@ -44,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"gpuaf-job: cannot load the job's secrets: {exc}", file=sys.stderr)
         return 1
+    if environ.get("JUPYTERHUB_API_URL") and environ.get("JUPYTERHUB_API_TOKEN"):
+        start_token_keeper(environ)
     program = shutil.which(args[0], path=environ.get("PATH")) or args[0]
     os.execve(program, args, environ)  # noqa: S606 - argument list, no shell
 

@@ -8,12 +8,14 @@ is never inferred from a child, and only groups the settings declare are kept.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 from oauthenticator.generic import GenericOAuthenticator
 from tornado import web
+from tornado.httpclient import HTTPClientError
 from traitlets import List, Unicode
 
 from gpuaf.errors import SettingsError
@@ -60,6 +62,31 @@ class IAMAuthenticator(GenericOAuthenticator):
     groups_claims = List(Unicode(), config=True, help="Claims read for groups, first found wins.")
     known_groups = List(Unicode(), config=True, help="Groups the portal declares.")
     settings_file = Unicode("", config=True, help="gpuaf settings (for the ledger).")
+
+    def build_auth_state_dict(self, token_info, user_info):
+        state = super().build_auth_state_dict(token_info, user_info)
+        state["expires_at"] = time.time() + float(token_info.get("expires_in") or 0)
+        return state
+
+    async def fresh_access_token(self, user, margin_s: float = 60) -> tuple[str, float]:
+        """The user's IAM access token, refreshed first if it expires within ``margin_s``."""
+        state = await user.get_auth_state() or {}
+        if not state.get("access_token"):
+            raise LookupError("no IAM token stored for this user: log in again")
+        if state.get("expires_at", 0) - time.time() > margin_s:
+            return state["access_token"], state["expires_at"]
+        if not state.get("refresh_token"):
+            raise LookupError("the IAM token expires and no refresh token was granted")
+        params = self.build_refresh_token_request_params(state["refresh_token"])
+        try:
+            token_info = await self.get_token_info(None, params)
+        except (web.HTTPError, HTTPClientError) as exc:
+            raise LookupError(f"IAM refused to refresh the token ({exc}): log in again") from exc
+        token_info.setdefault("refresh_token", state["refresh_token"])
+        model = await self._token_to_auth_model(token_info)
+        await user.save_auth_state(model["auth_state"])
+        fresh = model["auth_state"]
+        return fresh["access_token"], fresh["expires_at"]
 
     async def authenticate(self, handler, data=None):
         facility = facility_for(self.settings_file or None)
@@ -108,6 +135,8 @@ def configure_authenticator(
     a.username_claim = iam.username_claim
     a.login_service = iam.login_service
     a.enable_pkce = True
+    a.enable_auth_state = True  # IAM tokens for the sessions (BEARER_TOKEN_FILE)
+    a.refresh_pre_spawn = False
     a.manage_groups = True
     a.groups_claims = list(iam.groups_claims)
     a.known_groups = list(settings.groups)

@@ -49,4 +49,27 @@ class PortReportHandler(APIHandler):
         self.finish(json.dumps({"message": f"port {port} recorded"}))
 
 
-HANDLERS = [(r"/api/batchspawner", PortReportHandler)]
+class SessionTokenHandler(APIHandler):
+    """``GET /hub/api/gpuaf/token``: the session's user's IAM access token, kept fresh.
+
+    Only a session's own token may ask; the answer is never cached or logged.
+    """
+
+    @web.authenticated
+    async def get(self) -> None:
+        token = self.get_auth_token()
+        user = self.current_user
+        if not any(token and s.api_token == token for s in getattr(user, "spawners", {}).values()):
+            raise web.HTTPError(403, "Only a running session's own token may ask for its token.")
+        try:
+            access, expires_at = await self.authenticator.fresh_access_token(user)
+        except LookupError as exc:
+            raise web.HTTPError(409, str(exc)) from exc
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps({"access_token": access, "expires_at": expires_at}))
+
+
+HANDLERS = [
+    (r"/api/batchspawner", PortReportHandler),
+    (r"/api/gpuaf/token", SessionTokenHandler),
+]

@@ -60,7 +60,8 @@ def session_job(
     if "PATH" not in env:  # a local session runs in the portal's own environment
         here = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join([here, os.environ.get("PATH", os.defpath)])
-    command = [resolve_command(singleuser[0]), *singleuser[1:]]
+    # gpuaf-job keeps the user's IAM token fresh in $BEARER_TOKEN_FILE, then runs the server
+    command = [resolve_command("gpuaf-job"), resolve_command(singleuser[0]), *singleuser[1:]]
     command += ["--ip=127.0.0.1", f"--port={port}", f"--ServerApp.root_dir={home}"]
     if os.geteuid() == 0:
         command.append("--allow-root")
