@@ -90,7 +90,7 @@ class KeyCache:
 
     async def _discover(self, issuer: str) -> str:
         doc = await self._get_json(issuer + DISCOVERY)
-        if str(doc.get("issuer", "")).rstrip("/") != issuer:
+        if str(doc.get("issuer", "")).removesuffix("/") != issuer:
             raise ValueError("the discovery document names another issuer")
         uri = doc.get("jwks_uri")
         schemes = ("https://", "http://") if issuer.startswith("http://") else ("https://",)

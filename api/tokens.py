@@ -7,9 +7,8 @@ network request; the issuer's key for ``kid`` comes from :mod:`gpuaf.api.jwks`; 
 signature is verified with joserfc; then ``aud``, ``exp``, ``nbf`` and ``iat`` (with at
 most ``token_leeway`` seconds of skew), the scopes and the groups. Groups are read
 exactly from the first claim of ``groups_claims`` present in the token: ``wlcg.groups``
-entries lose one leading "/", and a parent group is never inferred from a child.
-
-No message, log line or exception carries the token itself.
+entries lose one leading "/", and a parent group is never inferred from a child. No
+message, log line or exception carries the token itself.
 """
 
 from __future__ import annotations
@@ -17,13 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 import httpx
-from joserfc import jws
-from joserfc.errors import ClaimError, ExpiredTokenError, JoseError, MissingClaimError
+from joserfc import errors, jws
 from joserfc.jwt import JWTClaimsRegistry
 
 from gpuaf.api.jwks import KeyCache, KeyUnavailable
@@ -31,6 +30,8 @@ from gpuaf.errors import PublicError
 from gpuaf.settings import IAMSettings
 
 log = logging.getLogger("gpuaf.api.tokens")
+# "EdDSA" is the name the WLCG profile and IAM use; RFC 9864 prefers "Ed25519"
+warnings.filterwarnings("ignore", "EdDSA is deprecated", errors.SecurityWarning, "joserfc")
 
 ALGORITHMS = (
     *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
@@ -38,7 +39,6 @@ ALGORITHMS = (
 )
 COMPUTE_SCOPES = ("compute.read", "compute.create", "compute.modify", "compute.cancel")
 MAX_TOKEN_CHARS = 16384
-WLCG_GROUPS = "wlcg.groups"
 
 _TIME_CLAIMS = {  # claim -> (reason, message) when joserfc finds it invalid
     "aud": ("aud-wrong", "The token is meant for another service (wrong audience)."),
@@ -123,15 +123,15 @@ class TokenValidator:
         )
 
     async def validate(self, token: str, *, required_scope: str | None = None) -> TokenClaims:
+        """The token's claims, or :class:`TokenRefused`; ``required_scope`` missing: 403."""
         try:
-            claims = await self._validate(token, required_scope)
+            return await self._validate(token, required_scope)
         except TokenRefused as exc:
             log.debug("access token refused: %s", exc.reason)
             raise
         except Exception:  # a bug: never let it surface with the token in a traceback
             log.exception("access token validation failed unexpectedly")
             raise TokenRefused("internal", "The token could not be checked.") from None
-        return claims
 
     async def _validate(self, token: str, required_scope: str | None) -> TokenClaims:
         obj, header = self._parse(token)
@@ -147,12 +147,12 @@ class TokenValidator:
             raise TokenRefused("kid-missing", "The token names no signing key (no 'kid').")
         try:
             payload = json.loads(obj.payload)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise _malformed("the payload is not JSON") from None
         if not isinstance(payload, dict):
             raise _malformed("the payload is not a JSON object")
         issuer = payload.get("iss")
-        issuer = issuer.rstrip("/") if isinstance(issuer, str) else None
+        issuer = issuer.removesuffix("/") if isinstance(issuer, str) else None
         if issuer not in self.issuers:
             raise TokenRefused(
                 "issuer-not-trusted",
@@ -172,12 +172,12 @@ class TokenValidator:
             ) from None
         try:
             verified = jws.validate_compact(obj, key, registry=self._registry)
-        except JoseError:
+        except errors.JoseError:
             verified = False  # e.g. an RSA algorithm named with an EC key
         if not verified:
             raise TokenRefused("signature", "The token's signature is not valid.")
         self._check_claims(payload)
-        scopes = _scopes(payload)
+        scopes, groups = _scopes(payload), self._groups(payload)
         if required_scope is not None and required_scope not in scopes:
             raise TokenRefused(
                 "scope-missing",
@@ -185,16 +185,11 @@ class TokenValidator:
                 "ask your identity provider for a token with it.",
                 status=403,
             )
-        subject = payload["sub"]
-        username = payload.get("preferred_username")
+        sub, name = payload["sub"], payload.get("preferred_username")
+        username = name if isinstance(name, str) and name else sub
+        expires_at = float(min(payload["exp"], 1e18))  # no OverflowError on huge ints
         return TokenClaims(
-            subject=subject,
-            username=username if isinstance(username, str) and username else subject,
-            issuer=issuer,
-            groups=self._groups(payload),
-            scopes=scopes,
-            expires_at=float(payload["exp"]),
-            claims=MappingProxyType(payload),
+            sub, username, issuer, groups, scopes, expires_at, MappingProxyType(payload)
         )
 
     def _parse(self, token: object) -> tuple[jws.CompactSignature, dict]:
@@ -206,7 +201,7 @@ class TokenValidator:
             raise _malformed("a JWT has three dot-separated parts")
         try:
             obj = jws.extract_compact(token.encode("ascii"), registry=self._registry)
-        except (JoseError, ValueError, TypeError):
+        except (errors.JoseError, ValueError, TypeError):
             raise _malformed("cannot decode the header or the payload") from None
         header = obj.protected
         if not isinstance(header, dict):
@@ -218,16 +213,16 @@ class TokenValidator:
     def _check_claims(self, payload: dict) -> None:
         try:
             self._claims.validate(payload)
-        except MissingClaimError as exc:
+        except errors.MissingClaimError as exc:
             missing = exc.claim.split(",")
             if "aud" in missing:
                 raise TokenRefused("aud-missing", "The token names no audience ('aud').") from None
             raise TokenRefused(
                 "claim-missing", f"The token lacks required claims: {', '.join(missing)}."
             ) from None
-        except ExpiredTokenError:
+        except errors.ExpiredTokenError:
             raise TokenRefused("expired", "The token has expired: get a new one.") from None
-        except ClaimError as exc:
+        except errors.ClaimError as exc:
             reason, message = _TIME_CLAIMS.get(
                 exc.claim, ("claim-invalid", f"The token's '{exc.claim}' claim is not valid.")
             )
@@ -240,7 +235,7 @@ class TokenValidator:
                 continue
             if not isinstance(value, list) or not all(isinstance(g, str) for g in value):
                 raise TokenRefused("claim-invalid", f"The token's '{name}' claim is not a list.")
-            if name == WLCG_GROUPS:
+            if name == "wlcg.groups":
                 value = [g.removeprefix("/") for g in value]
             return tuple(dict.fromkeys(g for g in value if g))
         return ()
