@@ -19,6 +19,7 @@ from jupyterhub.services.auth import HubOAuth
 from gpuaf import __version__
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
 from gpuaf.api.routes import audit, health, me, oauth, slices
+from gpuaf.api.tokens import TokenRefused, TokenValidator
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
 from gpuaf.ledger import migrate
@@ -35,7 +36,8 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(facility.settings.ledger_url)
         async with httpx.AsyncClient(timeout=10) as http:
-            app.state.identity = HubIdentity(hub_auth, http)
+            tokens = TokenValidator.from_settings(facility.settings.iam, http)
+            app.state.identity = HubIdentity(hub_auth, http, tokens, facility.settings)
             yield
         await facility.backend.close()
         facility.ledger.dispose()
@@ -81,7 +83,10 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
             return RedirectResponse(f"{prefix}login?next={request.url.path}", 302)
         if exc.log_message != exc.message:
             log.warning("%s %s: %s", request.method, request.url.path, exc.log_message)
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        headers = None
+        if isinstance(exc, TokenRefused):
+            headers = {"WWW-Authenticate": exc.www_authenticate}
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     @app.get(prefix.rstrip("/") or "/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -14,7 +14,9 @@ from typing import Literal
 import httpx
 from jupyterhub.services.auth import HubOAuth
 
+from gpuaf.api.tokens import TokenRefused, TokenValidator
 from gpuaf.errors import PublicError
+from gpuaf.settings import Settings
 
 COOKIE = "gpuaf-portal-token"
 MODEL_TTL_S = 10.0
@@ -25,7 +27,8 @@ class PortalUser:
     name: str
     groups: tuple[str, ...]
     admin: bool
-    auth: Literal["cookie", "token"]
+    auth: Literal["cookie", "token", "iam"]
+    scopes: frozenset[str] | None = None  # of an IAM token; None: a hub token or cookie
 
 
 class NotAuthenticated(PublicError):
@@ -33,17 +36,29 @@ class NotAuthenticated(PublicError):
 
 
 class HubIdentity:
-    def __init__(self, hub_auth: HubOAuth, http: httpx.AsyncClient):
+    def __init__(
+        self,
+        hub_auth: HubOAuth,
+        http: httpx.AsyncClient,
+        tokens: TokenValidator | None = None,
+        settings: Settings | None = None,
+    ):
         self.hub_auth = hub_auth
         self.http = http
+        self.tokens = tokens
+        self.settings = settings
         self._models: dict[str, tuple[float, dict]] = {}
 
     @property
     def prefix(self) -> str:
         return self.hub_auth.base_url
 
-    async def user_for(self, header: str | None, cookie: str | None) -> PortalUser:
+    async def user_for(
+        self, header: str | None, cookie: str | None, required_scope: str | None = "compute.read"
+    ) -> PortalUser:
         token, via = _token_from_header(header), "token"
+        if token and self.tokens is not None and token.count(".") == 2:
+            return await self._iam_user(token, required_scope)
         if token is None:
             token, via = cookie, "cookie"
         if not token:
@@ -60,6 +75,25 @@ class HubIdentity:
         return PortalUser(
             full["name"], tuple(sorted(full.get("groups", []))), bool(full.get("admin")), via
         )
+
+    async def _iam_user(self, token: str, required_scope: str | None) -> PortalUser:
+        """A caller with an IAM access token (WLCG JWT), validated by TokenValidator."""
+        claims = await self.tokens.validate(token, required_scope=required_scope)
+        known = self.settings.groups if self.settings else {}
+        name = (
+            str(claims.claims.get(self.settings.iam.username_claim) or claims.username)
+            if self.settings
+            else claims.username
+        )
+        groups = tuple(sorted(g for g in claims.groups if g in known))
+        if not groups:
+            raise TokenRefused(
+                "group-missing",
+                "The token's groups include none of the groups this portal serves.",
+                status=403,
+            )
+        admin = any(known[g].role == "facility-admin" for g in groups)
+        return PortalUser(name, groups, admin, "iam", claims.scopes)
 
     async def _user_model(self, name: str) -> dict:
         cached = self._models.get(name)

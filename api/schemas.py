@@ -43,7 +43,7 @@ class Me(BaseModel):
     groups: list[str]
     roles: list[str]
     admin: bool
-    auth: Literal["cookie", "token"]
+    auth: Literal["cookie", "token", "iam"]
     profiles: list[str]
     quota: QuotaOut
 

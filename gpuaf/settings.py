@@ -116,7 +116,7 @@ class IAMSettings(Strict):
     token_leeway: int = Field(
         30, ge=0, le=60, description="Seconds of clock skew allowed on exp/nbf/iat (at most 60)."
     )
-    jwks_refetch_interval: Duration = Field(
+    jwks_refetch_interval: Annotated[Duration, Field(ge=10)] = Field(
         300,
         description="An unknown key id refetches the issuer's keys at most once per this long.",
     )

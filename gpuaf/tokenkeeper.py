@@ -67,12 +67,13 @@ def refresh_once(environ: dict[str, str], path: Path) -> float:
 
 def run(environ: dict[str, str], parent: int) -> int:
     path = token_file(environ)
-    while os.getppid() == parent:
-        deadline = time.monotonic() + refresh_once(environ, path)
-        while time.monotonic() < deadline:
-            if os.getppid() != parent:
-                return 0
-            time.sleep(1.0)
+    try:
+        while os.getppid() == parent:
+            deadline = time.monotonic() + refresh_once(environ, path)
+            while time.monotonic() < deadline and os.getppid() == parent:
+                time.sleep(1.0)
+    finally:  # the session is over: its token goes with it
+        path.unlink(missing_ok=True)
     return 0
 
 

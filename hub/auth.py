@@ -65,16 +65,19 @@ class IAMAuthenticator(GenericOAuthenticator):
 
     def build_auth_state_dict(self, token_info, user_info):
         state = super().build_auth_state_dict(token_info, user_info)
-        state["expires_at"] = time.time() + float(token_info.get("expires_in") or 0)
+        state["issued_at"] = time.time()
+        state["expires_at"] = state["issued_at"] + float(token_info.get("expires_in") or 0)
         return state
 
-    async def fresh_access_token(self, user, margin_s: float = 60) -> tuple[str, float]:
-        """The user's IAM access token, refreshed first if it expires within ``margin_s``."""
+    async def fresh_access_token(self, user) -> tuple[str, float]:
+        """The user's IAM access token, refreshed first once half its lifetime has passed."""
         state = await user.get_auth_state() or {}
         if not state.get("access_token"):
             raise LookupError("no IAM token stored for this user: log in again")
-        if state.get("expires_at", 0) - time.time() > margin_s:
-            return state["access_token"], state["expires_at"]
+        expires_at = state.get("expires_at", 0)
+        lifetime = expires_at - state.get("issued_at", expires_at)
+        if expires_at - time.time() > lifetime / 2:
+            return state["access_token"], expires_at
         if not state.get("refresh_token"):
             raise LookupError("the IAM token expires and no refresh token was granted")
         params = self.build_refresh_token_request_params(state["refresh_token"])

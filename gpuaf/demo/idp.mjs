@@ -106,6 +106,11 @@ const provider = new Provider(issuer.href.replace(/\/$/, ''), {
     ...jwtFeatures,
   },
   // first-party clients: no consent screen, the grant is created on first login
+  // a refresh token for every client allowed the refresh_token grant (as IAM does for
+  // offline_access), so sessions can keep their access token fresh
+  async issueRefreshToken(ctx, client) {
+    return client.grantTypeAllowed('refresh_token');
+  },
   async loadExistingGrant(ctx) {
     const grantId = ctx.oidc.result?.consent?.grantId
       || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
@@ -123,7 +128,7 @@ const provider = new Provider(issuer.href.replace(/\/$/, ''), {
     return grant;
   },
   cookies: { keys: [process.env.IDP_COOKIE_KEY || 'gpuaf-demo-idp'] },
-  ttl: { AccessToken: 3600, IdToken: 3600, RefreshToken: 86400, Session: 86400 },
+  ttl: { AccessToken: Number(process.env.IDP_JWT_TTL || 3600), IdToken: 3600, RefreshToken: 86400, Session: 86400 },
   ...jwtConfig,
 });
 provider.proxy = false;

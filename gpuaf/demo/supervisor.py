@@ -57,6 +57,7 @@ def idp_environment(settings: Settings, users: dict = DEMO_USERS) -> dict[str, s
         "response_types": ["code"],
     }
     return {
+        "IDP_JWT_AUDIENCE": settings.iam.audience,  # access tokens are JWTs for the API
         "IDP_ISSUER": settings.iam.issuer,
         "IDP_CLIENTS": json.dumps([client]),
         "IDP_USERS": json.dumps(users),
