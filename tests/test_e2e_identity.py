@@ -168,3 +168,65 @@ def test_outside_the_trusted_networks_login_and_api_are_refused(tmp_path):
         client.close()
     finally:
         assert stack.interrupt() == 0
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _forged(header: dict, payload: dict, signature: bytes = b"") -> str:
+    import json
+
+    return ".".join(
+        [_b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode()), _b64(signature)]
+    )
+
+
+def _issuer(stack) -> str:
+    import yaml
+
+    return yaml.safe_load(stack.settings_path.read_text())["iam"]["issuer"]
+
+
+def test_iam_tokens_refused_at_the_api_with_the_reason_audited(stack, tokens):
+    import time
+
+    issuer = _issuer(stack)
+    claims = {
+        "iss": issuer,
+        "sub": "alice",
+        "aud": "gpuaf",
+        "exp": time.time() + 600,
+        "scope": "compute.read",
+        "groups": ["higgs"],
+    }
+    cases = {
+        "alg-not-allowed": _forged({"alg": "none", "kid": "k"}, claims),
+        "kid-missing": _forged({"alg": "RS256"}, claims, b"x" * 256),
+        "issuer-not-trusted": _forged(
+            {"alg": "RS256", "kid": "k"}, {**claims, "iss": "https://evil.example"}, b"x" * 256
+        ),
+    }
+    for reason, token in cases.items():
+        reply = httpx.get(f"{stack.api}/me", headers={"Authorization": f"Bearer {token}"})
+        assert reply.status_code == 401, (reason, reply.text)
+        assert f'error_description="{reason}"' in reply.headers["www-authenticate"]
+        assert token not in reply.text
+    # a real token of the provider, but without compute.read
+    real = httpx.post(
+        f"{issuer}/token",
+        data={"grant_type": "client_credentials", "scope": "compute.create"},
+        auth=("gpuaf-portal", "demo-client-secret"),
+        timeout=10,
+    )
+    assert real.status_code == 200, real.text
+    reply = httpx.get(
+        f"{stack.api}/me", headers={"Authorization": f"Bearer {real.json()['access_token']}"}
+    )
+    assert reply.status_code == 403 and "compute.read" in reply.json()["detail"]
+    audit = _get(stack, "/audit", tokens["erin"], action="token.refused", limit=20).json()
+    reasons = [e["detail"]["reason"] for e in audit["items"]]
+    for reason in ("scope-missing", "issuer-not-trusted", "kid-missing", "alg-not-allowed"):
+        assert reason in reasons
