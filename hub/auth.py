@@ -146,5 +146,8 @@ def configure_authenticator(
     a.settings_file = settings_path
     a.allowed_groups = set(settings.groups)
     a.admin_groups = {n for n, g in settings.groups.items() if g.role == "facility-admin"}
-    if doc.get("end_session_endpoint"):
-        a.logout_redirect_url = doc["end_session_endpoint"]
+    # after the hub's logout, the portal drops its login too and sends the browser on to
+    # the provider's end-session page (see gpuaf.api.routes.oauth.logout_done)
+    a.logout_redirect_url = (
+        f"{settings.portal.url.rstrip('/')}/services/{settings.portal.service_name}/logout/done"
+    )

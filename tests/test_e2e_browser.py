@@ -67,4 +67,15 @@ def test_login_spawn_lab_and_stop_in_chromium(stack, chromium, artifacts):
     assert carol[0]["state"] == "cancelled"
     assert carol[0]["profile"] == "mig-1g.18gb"
     assert carol[0]["devices"][0].startswith("MIG-sim")
+
+    # logout ends the hub's and the portal's login, and the provider's session
+    page.goto(f"{stack.url}hub/home")
+    page.click("text=Logout")
+    page.wait_for_url(re.compile(r".*/session/end.*|.*/hub/login.*"))
+    shot("08-logout")
+    if "/session/end" in page.url:  # the provider asks to confirm its own sign-out
+        page.click("button[autofocus], button[type=submit]")
+        page.wait_for_url(re.compile(r".*/hub/login.*|.*/session/end/success.*"))
+    page.goto(f"{stack.api}/me")
+    assert "/hub/login" in page.url or "interaction" in page.url  # asked to log in again
     context.close()

@@ -14,11 +14,12 @@ import json
 import secrets
 from urllib.parse import urlencode
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
-from gpuaf.api.deps import IdentityDep
-from gpuaf.api.identity import COOKIE
+from gpuaf.api.deps import FacilityDep, IdentityDep
+from gpuaf.api.identity import COOKIE, HubIdentity
 from gpuaf.errors import PublicError
 
 router = APIRouter(tags=["login"], include_in_schema=False)
@@ -112,6 +113,28 @@ async def oauth_callback(
 
 @router.get("/logout")
 def logout(identity: IdentityDep) -> RedirectResponse:
+    """End the hub's login; the hub then sends the browser to ``logout/done``."""
     response = RedirectResponse(identity.hub_auth.hub_prefix + "logout", 302)
     response.delete_cookie(COOKIE, path=identity.prefix)
     return response
+
+
+@router.get("/logout/done")
+async def logout_done(identity: IdentityDep, facility: FacilityDep) -> RedirectResponse:
+    """Drop the portal's login, then end the provider's session (its end-session page)."""
+    target = await _end_session_url(identity, facility.settings.iam.issuer)
+    response = RedirectResponse(target or identity.hub_auth.hub_prefix + "login", 302)
+    response.delete_cookie(COOKIE, path=identity.prefix)
+    return response
+
+
+async def _end_session_url(identity: HubIdentity, issuer: str) -> str | None:
+    """The provider's end_session_endpoint from its discovery document (a setting, not input)."""
+    url = issuer.rstrip("/") + "/.well-known/openid-configuration"
+    try:
+        reply = await identity.http.get(url, timeout=5)
+        reply.raise_for_status()
+        endpoint = reply.json().get("end_session_endpoint")
+    except (httpx.HTTPError, ValueError):
+        return None
+    return endpoint if isinstance(endpoint, str) and endpoint.startswith(issuer) else None
