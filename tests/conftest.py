@@ -16,7 +16,7 @@ Index (scope → fixture: what it gives):
                              when $GPUAF_REQUIRE_SLURM=1 (CI)
   session  slurm_mps         the same with gres mps (Count=100 per GPU) and one MIG 1g.18gb GPU
   session  artifacts         folder for screenshots kept by CI (test-artifacts/)
-  session  chromium          a real headless Chromium driven by Playwright
+  module   chromium          a real headless Chromium driven by Playwright
 Helpers live in tests/support/.
 """
 
@@ -129,7 +129,7 @@ def artifacts() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright's sync API holds an event loop: not past a module
 def chromium():
     from playwright.sync_api import sync_playwright
 
