@@ -1,0 +1,82 @@
+"""Reconcile the ledger's sessions with the sources of truth: the batch system and the hub.
+
+One round reads every active session of the ledger, asks the backend for the status of all
+their jobs in one call, and moves each session to the state the truth implies. A round is
+idempotent: run it twice, or after a restart of anything, and nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from gpuaf.ledger import Ledger
+from gpuaf.ledger.models import FINAL_STATES, SessionRecord, utcnow
+from gpuaf.ledger.sessions import set_state
+from gpuaf.spawners.backends import Backend, JobState, JobStatus
+
+ServerKey = tuple[str, str]  # (user, server name)
+
+
+@dataclass
+class Round:
+    checked: int = 0
+    changed: dict[str, str] = field(default_factory=dict)  # session id -> new state
+
+
+def target_state(status: JobStatus, server_ready: bool | None) -> tuple[str, str]:
+    """The session state (and reason) a job's status implies."""
+    state = status.state
+    if state == JobState.RUNNING:
+        return ("running", "server up") if server_ready else ("starting", "job running")
+    if state in (JobState.PENDING, JobState.HELD):
+        return "queued", status.reason or "waiting in the batch system"
+    if state == JobState.DONE:
+        return "stopped", status.reason or "the job ended"
+    if state == JobState.CANCELLED:
+        return "stopped", status.reason or "the job was removed"
+    if state == JobState.FAILED:
+        return "failed", status.reason or "the job failed"
+    return "lost", status.reason or "the batch system no longer knows the job"
+
+
+async def reconcile(
+    ledger: Ledger,
+    backend: Backend,
+    servers: Mapping[ServerKey, bool] | None = None,
+    *,
+    never_submitted_after: dt.timedelta = dt.timedelta(minutes=15),
+    now: dt.datetime | None = None,
+) -> Round:
+    """One round. ``servers``: (user, server) -> ready, as the hub reports them (None: unknown)."""
+    now = now or utcnow()
+    with ledger.session() as db:
+        active = [
+            (r.id, r.user_name, r.server_name, r.job_id, r.backend, r.state, r.created_at)
+            for r in db.scalars(
+                select(SessionRecord).where(SessionRecord.state.not_in(FINAL_STATES))
+            )
+        ]
+    mine = [row for row in active if row[4] == backend.name]
+    jobs = [row[3] for row in mine if row[3]]
+    statuses = await backend.status(jobs) if jobs else {}
+    result = Round(checked=len(mine))
+    for sid, user, server, job_id, _backend, state, created in mine:
+        if not job_id:
+            created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
+            if now - created > never_submitted_after:
+                new, reason = "failed", "the request never reached the batch system"
+            else:
+                continue  # a spawn in progress
+        else:
+            ready = servers.get((user, server)) if servers is not None else None
+            if ready is None and state == "running":
+                ready = True  # the hub was not asked: keep what it said last
+            new, reason = target_state(statuses[job_id], ready)
+        if new != state:
+            set_state(ledger, sid, new, reason)
+            result.changed[sid] = new
+    return result
