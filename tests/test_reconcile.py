@@ -72,10 +72,11 @@ async def test_one_round_brings_every_session_to_the_truth(ledger_url, tmp_path)
     with ledger.session() as db:
         for name, sid in sids.items():
             states[name] = db.get(SessionRecord, sid).state
+    # killed with SIGKILL: "failed" if this process reaped it first, else "lost"
+    assert states.pop("killed") in ("failed", "lost")
     assert states == {
         "alive": "starting",
         "ready": "running",
-        "killed": "lost",
         "cancelled": "stopped",
         "unknown": "lost",
         "fresh": "requested",
