@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from jupyterhub.services.auth import HubOAuth
 
 from gpuaf import __version__
+from gpuaf.api import reconciler
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
-from gpuaf.api.routes import audit, health, me, oauth, slices
+from gpuaf.api.routes import audit, health, me, oauth, sessions, slices
 from gpuaf.api.tokens import TokenRefused, TokenValidator
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
@@ -38,7 +39,9 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
         async with httpx.AsyncClient(timeout=10) as http:
             tokens = TokenValidator.from_settings(facility.settings.iam, http)
             app.state.identity = HubIdentity(hub_auth, http, tokens, facility.settings)
+            task = asyncio.create_task(reconciler.run_forever(facility, app.state.identity))
             yield
+            task.cancel()
         await facility.backend.close()
         facility.ledger.dispose()
 
@@ -57,6 +60,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(me.router, prefix=api)
     app.include_router(slices.router, prefix=api)
     app.include_router(audit.router, prefix=api)
+    app.include_router(sessions.router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
 
     @app.middleware("http")

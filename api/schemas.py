@@ -38,6 +38,27 @@ class AuditPage(BaseModel):
     items: list[AuditOut]
 
 
+class SessionEventOut(BaseModel):
+    state: str
+    at: datetime
+    reason: str
+
+
+class SessionOut(BaseModel):
+    id: str
+    server: str
+    profile: str
+    backend: str
+    job_id: str | None
+    state: str
+    reason: str
+    node: str | None
+    gpu_ids: list[str]
+    created_at: datetime
+    updated_at: datetime
+    history: list[SessionEventOut]
+
+
 class Me(BaseModel):
     name: str
     groups: list[str]

@@ -72,9 +72,9 @@ async def reconcile(
             else:
                 continue  # a spawn in progress
         else:
-            ready = servers.get((user, server)) if servers is not None else None
-            if ready is None and state == "running":
-                ready = True  # the hub was not asked: keep what it said last
+            # the hub's readiness only moves a session forward: a running server whose job
+            # still runs stays running, whatever a list taken mid-change says
+            ready = state == "running" or bool(servers and servers.get((user, server)))
             new, reason = target_state(statuses[job_id], ready)
         if new != state:
             set_state(ledger, sid, new, reason)

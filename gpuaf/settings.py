@@ -248,6 +248,9 @@ class SessionSettings(Strict):
     default_url: str = Field("/lab", description="Page a started session opens on.")
     start_timeout: Duration = Field(300, description="A spawn slower than this is abandoned.")
     http_timeout: Duration = Field(60, description="Time for a started server to answer.")
+    reconcile_interval: Annotated[Duration, Field(ge=1)] = Field(
+        30, description="How often the ledger is brought in line with the batch system and hub."
+    )
     singleuser_cmd: list[str] = Field(
         ["jupyterhub-singleuser"], min_length=1, description="Command of the session's server."
     )
