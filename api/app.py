@@ -19,7 +19,7 @@ from jupyterhub.services.auth import HubOAuth
 from gpuaf import __version__
 from gpuaf.api import reconciler
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
-from gpuaf.api.routes import audit, health, me, oauth, sessions, slices
+from gpuaf.api.routes import audit, health, me, oauth, samples, sessions, slices
 from gpuaf.api.tokens import TokenRefused, TokenValidator
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
@@ -61,6 +61,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(slices.router, prefix=api)
     app.include_router(audit.router, prefix=api)
     app.include_router(sessions.router, prefix=api)
+    app.include_router(samples.router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
 
     @app.middleware("http")

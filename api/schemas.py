@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Health(BaseModel):
@@ -57,6 +57,38 @@ class SessionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     history: list[SessionEventOut]
+
+
+class SessionUsageOut(SessionOut):
+    """A session with what it used of its GPUs, as its session agent reported it."""
+
+    gpu_hours: float  # gpu_share x running time, as quotas count it
+    peak_memory_mib: int | None
+    energy_wh: float | None  # on MIG instances: the whole parent GPU's
+    gpu_note: str | None
+
+
+class GpuSampleIn(BaseModel):
+    """One NVML reading of one device."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    at: datetime
+    device: str = Field(min_length=1, max_length=128)
+    memory_used_mib: int = Field(ge=0)
+    memory_total_mib: int = Field(ge=0)
+    utilisation_pct: float | None = Field(default=None, ge=0, le=100)
+    power_w: float | None = Field(default=None, ge=0)
+    energy_j: float | None = Field(default=None, ge=0)
+
+
+class GpuSamplesIn(BaseModel):
+    """A report of the session agent: a note (once), and samples."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=2000)
+    samples: list[GpuSampleIn] = Field(default_factory=list, max_length=256)
 
 
 class Me(BaseModel):

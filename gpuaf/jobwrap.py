@@ -47,6 +47,12 @@ def start_token_keeper(environ: dict[str, str]) -> None:
     )
 
 
+def start_session_agent(environ: dict[str, str]) -> None:
+    """Sample the session's GPUs in the background and report them (see gpuaf.agent)."""
+    # like the keeper, its parent is this process, which becomes the session's server by exec
+    subprocess.Popen([sys.executable, "-m", "gpuaf.agent"], env=environ, stdin=subprocess.DEVNULL)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
@@ -60,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if environ.get("JUPYTERHUB_API_URL") and environ.get("JUPYTERHUB_API_TOKEN"):
         start_token_keeper(environ)
+    if all(
+        environ.get(k) for k in ("GPUAF_PORTAL_URL", "GPUAF_SESSION_ID", "JUPYTERHUB_API_TOKEN")
+    ):
+        start_session_agent(environ)
     program = shutil.which(args[0], path=environ.get("PATH")) or args[0]
     os.execve(program, args, environ)  # noqa: S606 - argument list, no shell
 

@@ -74,6 +74,15 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
     ]
     c.JupyterHub.load_roles = [
         {"name": "user", "scopes": ["self", f"access:services!service={service}"]},
+        # a session's own token may also reach the portal (its GPU samples)
+        {
+            "name": "server",
+            "scopes": [
+                "users:activity!user",
+                "access:servers!server",
+                f"access:services!service={service}",
+            ],
+        },
         {
             "name": f"{service}-service",
             "services": [service],

@@ -38,6 +38,8 @@ def session_job(
         **env,
         **settings.sessions.environment,
         "GPUAF_SESSION_ID": session_id,
+        # where the session agent reports GPU samples (gpuaf.agent)
+        "GPUAF_PORTAL_URL": f"{settings.portal.url}services/{settings.portal.service_name}",
         "GPUAF_PROFILE": profile.name,
     }
     singleuser = [*settings.sessions.singleuser_cmd, *args]

@@ -46,6 +46,12 @@ def test_a_killed_session_is_marked_and_explained(tmp_path):
             lambda: [s for s in mine() if s["state"] == "running"], 60, "the session to run", stack
         )[0]
         assert running["profile"] == "cpu" and running["node"] == "127.0.0.1"
+        # the session agent, started in the job with the session's own token, reported once
+        noted = _wait(lambda: [s for s in mine() if s["gpu_note"]], 30, "the agent's note", stack)
+        assert noted[0]["gpu_note"] == (
+            "No GPU assigned to this session (CUDA_VISIBLE_DEVICES is empty)."
+        )
+        assert noted[0]["gpu_hours"] == 0 and noted[0]["energy_wh"] in (0, None)
         assert [e["state"] for e in running["history"]][:4] == [
             "requested",
             "queued",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -7,15 +8,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from gpuaf.api.deps import CurrentUser, FacilityDep
-from gpuaf.api.schemas import Problem, SessionEventOut, SessionOut
-from gpuaf.ledger.models import SessionRecord
+from gpuaf.api.schemas import Problem, SessionEventOut, SessionUsageOut
+from gpuaf.ledger.models import SessionRecord, utcnow
+from gpuaf.ledger.samples import GpuSummary, summaries
+from gpuaf.policy import _hours_in as running_hours
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 router = APIRouter(tags=["sessions"])
 
 
 @router.get(
     "/sessions",
-    response_model=list[SessionOut],
+    response_model=list[SessionUsageOut],
     responses={401: {"model": Problem}},
     summary="My sessions, newest first, with the history of their states",
 )
@@ -24,7 +29,7 @@ def my_sessions(
     facility: FacilityDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> list[SessionOut]:
+) -> list[SessionUsageOut]:
     query = (
         select(SessionRecord)
         .where(SessionRecord.user_name == user.name)
@@ -33,14 +38,21 @@ def my_sessions(
         .offset(offset)
         .limit(limit)
     )
+    now = utcnow()
     with facility.ledger.session() as db:
+        records = list(db.scalars(query))
+        used = summaries(db, [r.id for r in records])
         return [
-            SessionOut(
+            SessionUsageOut(
                 id=r.id, server=r.server_name, profile=r.profile, backend=r.backend,
                 job_id=r.job_id, state=r.state, reason=r.reason, node=r.node,
                 gpu_ids=r.gpu_ids, created_at=r.created_at, updated_at=r.updated_at,
                 history=[SessionEventOut(state=e.state, at=e.at, reason=e.reason)
                          for e in r.events],
+                gpu_hours=round(r.gpu_share * running_hours(r.events, EPOCH, now), 4),
+                peak_memory_mib=used.get(r.id, GpuSummary()).peak_memory_mib,
+                energy_wh=used.get(r.id, GpuSummary()).energy_wh,
+                gpu_note=r.gpu_note,
             )
-            for r in db.scalars(query)
+            for r in records
         ]  # fmt: skip

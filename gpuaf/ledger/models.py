@@ -5,7 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -60,6 +70,7 @@ class SessionRecord(Base):
     node: Mapped[str | None] = mapped_column(String(255))
     gpu_ids: Mapped[list[str]] = mapped_column(default=list)
     gpu_share: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_note: Mapped[str | None] = mapped_column(Text)  # the session agent's, if any
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -82,6 +93,23 @@ class SessionEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     session: Mapped[SessionRecord] = relationship(back_populates="events")
+
+
+class GpuSample(Base):
+    """One reading of one device of a session, reported by the session agent."""
+
+    __tablename__ = "gpu_samples"
+    __table_args__ = (Index("ix_gpu_samples_session_at", "session_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    device: Mapped[str] = mapped_column(String(128))
+    memory_used_mib: Mapped[int] = mapped_column(Integer)
+    memory_total_mib: Mapped[int] = mapped_column(Integer)
+    utilisation_pct: Mapped[float | None] = mapped_column(Float)
+    power_w: Mapped[float | None] = mapped_column(Float)
+    energy_j: Mapped[float | None] = mapped_column(Float)  # counter; on MIG the whole GPU's
 
 
 class AuditEvent(Base):

@@ -18,6 +18,10 @@ class FakeGpu:
     memory_mib: int
     migs: list[tuple[str, int]] | None = None  # (profile, MiB) per MIG instance
     uuid: str = "GPU-fake"
+    used_mib: int = 0  # of the whole GPU, and of each MIG instance (at most its size)
+    utilisation_pct: int = 0  # whole GPUs only: NotSupported on MIG instances
+    power_mw: int | None = None  # None: NotSupported; always NotSupported on MIG instances
+    energy_mj: int | None = None  # None: NotSupported (pre-Volta)
 
 
 @dataclass
@@ -31,6 +35,7 @@ class FakeNVML:
     gpus: list[FakeGpu] = field(default_factory=list)
     driver_loaded: bool = True
     NVMLError = pynvml.NVMLError
+    NVMLError_NotSupported = pynvml.NVMLError_NotSupported
     NVML_DEVICE_MIG_ENABLE = pynvml.NVML_DEVICE_MIG_ENABLE
     NVML_DEVICE_MIG_DISABLE = pynvml.NVML_DEVICE_MIG_DISABLE
     initialised: int = 0
@@ -77,4 +82,39 @@ class FakeNVML:
     def nvmlDeviceGetMemoryInfo(self, handle, version=None):
         mib = handle.mig[2] if handle.mig else handle.gpu.memory_mib
         total = mib * 2**20
-        return SimpleNamespace(total=total, free=total, used=0)
+        used = min(handle.gpu.used_mib, mib) * 2**20
+        return SimpleNamespace(total=total, free=total - used, used=used)
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        for gpu in self.gpus:
+            device = _Handle(gpu)
+            if self.nvmlDeviceGetUUID(device) == uuid:
+                return device
+            for index in range(len(gpu.migs or [])):
+                mig = self.nvmlDeviceGetMigDeviceHandleByIndex(device, index)
+                if self.nvmlDeviceGetUUID(mig) == uuid:
+                    return mig
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceIsMigDeviceHandle(self, device):
+        return device.mig is not None
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, migDevice):
+        if migDevice.mig is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return _Handle(migDevice.gpu)
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        if handle.mig:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return SimpleNamespace(gpu=handle.gpu.utilisation_pct, memory=0)
+
+    def nvmlDeviceGetPowerUsage(self, handle):
+        if handle.mig or handle.gpu.power_mw is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return handle.gpu.power_mw
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        if handle.mig or handle.gpu.energy_mj is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return handle.gpu.energy_mj
