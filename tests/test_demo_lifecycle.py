@@ -8,9 +8,16 @@ import httpx
 import psutil
 import pytest
 from support.login import hub_token, login
-from support.stack import start_stack
+from support.stack import start_stack, wait_ready
 
 pytestmark = pytest.mark.e2e
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.ZombieProcess:  # e.g. a session agent that reported and ended
+        return []
 
 
 def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
@@ -32,18 +39,9 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
             headers=auth,
             timeout=60,
         ).status_code in (201, 202)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (
-                httpx.get(f"{stack.url}hub/api/users/bob", headers=auth)
-                .json()["servers"]
-                .get("", {})
-                .get("ready")
-            ):
-                break
-            time.sleep(0.5)
+        wait_ready(stack, "bob", auth)
         family = stack.descendants()
-        names = " ".join(" ".join(p.cmdline()) for p in family)
+        names = " ".join(" ".join(_cmdline(p)) for p in family)
         for part in (
             "idp.mjs",
             "jupyterhub",

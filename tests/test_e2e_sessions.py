@@ -6,24 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import httpx
 import pytest
 from support.login import hub_token, login
-from support.stack import start_stack
+from support.stack import start_stack, wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def _wait(predicate, timeout, what, stack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"{what} did not happen within {timeout} s\n{stack.log_tail()}")
 
 
 def test_a_killed_session_is_marked_and_explained(tmp_path):
@@ -42,12 +31,14 @@ def test_a_killed_session_is_marked_and_explained(tmp_path):
         def mine():
             return httpx.get(f"{stack.api}/sessions", headers=auth).json()
 
-        running = _wait(
+        running = wait_until(
             lambda: [s for s in mine() if s["state"] == "running"], 60, "the session to run", stack
         )[0]
         assert running["profile"] == "cpu" and running["node"] == "127.0.0.1"
         # the session agent, started in the job with the session's own token, reported once
-        noted = _wait(lambda: [s for s in mine() if s["gpu_note"]], 30, "the agent's note", stack)
+        noted = wait_until(
+            lambda: [s for s in mine() if s["gpu_note"]], 30, "the agent's note", stack
+        )
         assert noted[0]["gpu_note"] == (
             "No GPU assigned to this session (CUDA_VISIBLE_DEVICES is empty)."
         )
@@ -60,7 +51,7 @@ def test_a_killed_session_is_marked_and_explained(tmp_path):
         ]
         record = stack.data_dir / "local-jobs" / f"{running['job_id']}.json"
         os.kill(json.loads(record.read_text())["pid"], signal.SIGKILL)
-        ended = _wait(
+        ended = wait_until(
             lambda: [
                 s
                 for s in mine()

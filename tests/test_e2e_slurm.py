@@ -4,14 +4,13 @@ environment, JupyterLab through the proxy, stop, the job gone."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 from support.login import hub_token, login
-from support.stack import start_stack
+from support.stack import start_stack, wait_ready, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 SMALL = {"cpus": 1, "memory": "512M", "walltime": "1h"}
@@ -27,16 +26,6 @@ SMALL_PROFILES = [
     },
     {"name": "gpu-1", "display_name": "1 GPU", "kind": "gpu", "gpus": 1, **SMALL},
 ]
-
-
-def _wait(predicate, timeout: float, what: str, stack):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"{what} did not happen within {timeout} s\n{stack.log_tail()}")
 
 
 def _server_of_job(job_id: str) -> psutil.Process:
@@ -82,17 +71,7 @@ def test_a_session_on_a_slurm_shard(slurm, tmp_path):
             timeout=60,
         )
         assert started.status_code in (201, 202), started.text
-        _wait(
-            lambda: (
-                httpx.get(f"{stack.url}hub/api/users/bob", headers=auth)
-                .json()["servers"]
-                .get("", {})
-                .get("ready")
-            ),
-            90,
-            "the server start",
-            stack,
-        )
+        wait_ready(stack, "bob", auth, timeout=90)
 
         # the job the hub booked is a real Slurm job with the shard's environment
         jobs = slurm.run("squeue", "--noheader", "--format=%i %T %b").split("\n")
@@ -117,16 +96,16 @@ def test_a_session_on_a_slurm_shard(slurm, tmp_path):
             rows = httpx.get(f"{stack.api}/slices", headers=auth).json()
             return next(s for s in rows if s["name"] == "mps-25")["availability"]["busy"]
 
-        _wait(lambda: busy() == 1, 30, "the booking in the availability figures", stack)
+        wait_until(lambda: busy() == 1, 30, "the booking in the availability figures", stack)
 
         stopped = httpx.delete(f"{stack.url}hub/api/users/bob/server", headers=auth, timeout=60)
         assert stopped.status_code in (202, 204)
-        _wait(
+        wait_until(
             lambda: job_id not in slurm.run("squeue", "--noheader", "--format=%i"),
             60,
             "the job's removal",
             stack,
         )
-        _wait(lambda: not proc.is_running(), 30, "the server's exit", stack)
+        wait_until(lambda: not proc.is_running(), 30, "the server's exit", stack)
     finally:
         assert stack.interrupt() == 0, stack.log_tail()

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from support.login import xsrf_headers
+from support.stack import wait_ready
 
 from gpuaf.ledger.models import SessionEvent, SessionRecord
 from gpuaf.settings import load_settings
@@ -99,14 +100,7 @@ def test_session_life_cycle_through_the_rest_api(stack, alice_token):
         timeout=60,
     )
     assert reply.status_code in (201, 202), reply.text
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        user = httpx.get(f"{stack.url}hub/api/users/alice", headers=auth).json()
-        if user["servers"].get("", {}).get("ready"):
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"server never ready\n{stack.log_tail()}")
+    wait_ready(stack, "alice", auth)
     # reachable through the proxy with the user's token
     api = httpx.get(f"{stack.url}user/alice/api/status", headers=auth, timeout=10)
     assert api.status_code == 200

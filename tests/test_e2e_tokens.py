@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 from support.login import hub_token, login
-from support.stack import start_stack
+from support.stack import start_stack, wait_ready
 
 pytestmark = pytest.mark.e2e
 TTL_S = 30  # the provider's access-token lifetime in this test
@@ -52,15 +52,7 @@ def test_the_session_token_file_is_valid_and_kept_fresh(tmp_path):
             timeout=60,
         )
         assert started.status_code in (201, 202), started.text
-        deadline = time.monotonic() + 60
-        while (
-            not httpx.get(f"{stack.url}hub/api/users/alice", headers=auth)
-            .json()["servers"]
-            .get("", {})
-            .get("ready")
-        ):
-            assert time.monotonic() < deadline, stack.log_tail()
-            time.sleep(0.5)
+        wait_ready(stack, "alice", auth)
         path = Path(_server_env("alice", stack.data_dir)["BEARER_TOKEN_FILE"])
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         first = path.read_text().strip()

@@ -6,7 +6,7 @@ import inspect
 
 import pynvml
 import pytest
-from support.fake_nvml import FakeGpu, FakeNVML
+from support.fake_nvml import FakeGpu, FakeNVML, real_nvml_available
 
 from gpuaf.gpus import MODELS, discover, known_mig_profiles, parse_simulation
 
@@ -72,17 +72,8 @@ def test_discover_without_a_driver_is_an_empty_inventory():
     assert "no GPU found" in inv.note
 
 
-def _nvml_works() -> bool:
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return False
-    pynvml.nvmlShutdown()
-    return True
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _nvml_works(), reason="needs an NVIDIA GPU and driver")
+@pytest.mark.skipif(not real_nvml_available(), reason="needs an NVIDIA GPU and driver")
 def test_discover_on_a_real_gpu():
     inv = discover()
     assert inv.source == "nvml"

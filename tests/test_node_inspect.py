@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pynvml
 import pytest
-from support.fake_nvml import FakeGpu, FakeNVML
+from support.fake_nvml import FakeGpu, FakeNVML, real_nvml_available
 
 from gpuaf.node import NodeReport, htcondor_config, inspect, main
 
@@ -129,17 +129,8 @@ def test_main_without_a_driver_and_with_a_bad_option(capsys):
     assert "--mps-shares must be" in capsys.readouterr().err
 
 
-def _nvml_works() -> bool:
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:
-        return False
-    pynvml.nvmlShutdown()
-    return True
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(not _nvml_works(), reason="no NVIDIA driver (NVML) on this machine")
+@pytest.mark.skipif(not real_nvml_available(), reason="no NVIDIA driver (NVML) on this machine")
 def test_a_real_gpu(capsys):
     report = inspect()
     assert isinstance(report, NodeReport) and report.inventory.source == "nvml"

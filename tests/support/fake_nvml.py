@@ -118,3 +118,13 @@ class FakeNVML:
         if handle.mig or handle.gpu.energy_mj is None:
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return handle.gpu.energy_mj
+
+
+def real_nvml_available() -> bool:
+    """Whether this machine has an NVIDIA driver that NVML can load (for `gpu` tests)."""
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return False
+    pynvml.nvmlShutdown()
+    return True

@@ -134,3 +134,24 @@ def start_stack(
         time.sleep(0.3)
     stack.interrupt()
     raise RuntimeError(f"gpuaf demo did not come up\n{stack.log_tail()}")
+
+
+def wait_until(predicate, timeout: float, what: str, stack: Stack):
+    """Poll ``predicate`` until it returns something true; fail with the stack's logs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout} s\n{stack.log_tail()}")
+
+
+def wait_ready(stack: Stack, user: str, auth: dict[str, str], timeout: float = 60) -> None:
+    """Wait until the hub says the user's default server is ready."""
+
+    def ready() -> bool:
+        model = httpx.get(f"{stack.url}hub/api/users/{user}", headers=auth).json()
+        return bool(model["servers"].get("", {}).get("ready"))
+
+    wait_until(ready, timeout, f"{user}'s server start", stack)
