@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from gpuaf.ledger import Ledger
 from gpuaf.ledger.models import FINAL_STATES, SessionRecord, utcnow
-from gpuaf.ledger.sessions import set_state
+from gpuaf.ledger.sessions import set_states
 from gpuaf.spawners.backends import Backend, JobState, JobStatus
 
 ServerKey = tuple[str, str]  # (user, server name)
@@ -64,6 +64,7 @@ async def reconcile(
     jobs = [row[3] for row in mine if row[3]]
     statuses = await backend.status(jobs) if jobs else {}
     result = Round(checked=len(mine))
+    moves: dict[str, tuple[str, str]] = {}
     for sid, user, server, job_id, _backend, state, created in mine:
         if not job_id:
             created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
@@ -77,6 +78,8 @@ async def reconcile(
             ready = state == "running" or bool(servers and servers.get((user, server)))
             new, reason = target_state(statuses[job_id], ready)
         if new != state:
-            set_state(ledger, sid, new, reason)
-            result.changed[sid] = new
+            moves[sid] = (new, reason)
+    if moves:
+        set_states(ledger, moves)  # one transaction for the whole round
+    result.changed = {sid: new for sid, (new, _reason) in moves.items()}
     return result

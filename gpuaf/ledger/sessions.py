@@ -35,19 +35,25 @@ def open_session(
 
 def set_state(ledger: Ledger, session_id: str, state: str, reason: str = "", **fields: Any) -> None:
     """Move a session to ``state`` (a no-op if it is there already) and update fields."""
-    if state not in SESSION_STATES:
-        raise ValueError(f"unknown session state {state!r}")
+    set_states(ledger, {session_id: (state, reason)}, **fields)
+
+
+def set_states(ledger: Ledger, changes: dict[str, tuple[str, str]], **fields: Any) -> None:
+    """Several sessions moved (session id -> (state, reason)) in one transaction."""
+    if bad := {s for s, _ in changes.values()} - set(SESSION_STATES):
+        raise ValueError(f"unknown session state {sorted(bad)[0]!r}")
     with ledger.session() as db:
-        record = db.get(SessionRecord, session_id)
-        if record is None:
-            return
-        for key, value in fields.items():
-            setattr(record, key, value)
-        record.updated_at = utcnow()
-        if record.state != state:
-            record.state = state
-            record.reason = reason
-            db.add(SessionEvent(session_id=session_id, state=state, reason=reason))
+        for session_id, (state, reason) in changes.items():
+            record = db.get(SessionRecord, session_id)
+            if record is None:
+                continue
+            for key, value in fields.items():
+                setattr(record, key, value)
+            record.updated_at = utcnow()
+            if record.state != state:
+                record.state = state
+                record.reason = reason
+                db.add(SessionEvent(session_id=session_id, state=state, reason=reason))
 
 
 def sessions_of(
