@@ -8,7 +8,7 @@ import httpx
 import psutil
 import pytest
 from support.login import hub_token, login
-from support.stack import start_stack, wait_ready
+from support.stack import start_server, start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -33,13 +33,7 @@ def test_ctrl_c_stops_every_process_the_demo_started(tmp_path):
         auth = {"Authorization": f"token {token}"}
         slices = httpx.get(f"{stack.api}/slices", headers=auth).json()
         assert [s["name"] for s in slices if s["availability"]["capacity"]] == ["cpu"]
-        assert httpx.post(
-            f"{stack.url}hub/api/users/bob/server",
-            json={"profile": "cpu"},
-            headers=auth,
-            timeout=60,
-        ).status_code in (201, 202)
-        wait_ready(stack, "bob", auth)
+        start_server(stack, "bob", auth, "cpu")
         family = stack.descendants()
         names = " ".join(" ".join(_cmdline(p)) for p in family)
         for part in (

@@ -10,7 +10,7 @@ import httpx
 import psutil
 import pytest
 from support.login import hub_token, login
-from support.stack import start_stack, wait_ready, wait_until
+from support.stack import start_server, start_stack, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 SMALL = {"cpus": 1, "memory": "512M", "walltime": "1h"}
@@ -64,14 +64,7 @@ def test_a_session_on_a_slurm_shard(slurm, tmp_path):
         assert slices["mps-25"]["availability"]["capacity"] == 8  # 2 GPUs x 4 shards
         assert slices["gpu-1"]["availability"]["capacity"] == 2
 
-        started = httpx.post(
-            f"{stack.url}hub/api/users/bob/server",
-            json={"profile": "mps-25"},
-            headers=auth,
-            timeout=60,
-        )
-        assert started.status_code in (201, 202), started.text
-        wait_ready(stack, "bob", auth, timeout=90)
+        start_server(stack, "bob", auth, "mps-25", timeout=90)
 
         # the job the hub booked is a real Slurm job with the shard's environment
         jobs = slurm.run("squeue", "--noheader", "--format=%i %T %b").split("\n")

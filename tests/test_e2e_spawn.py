@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 from support.login import xsrf_headers
-from support.stack import wait_ready
+from support.stack import start_server
 
 from gpuaf.ledger.models import SessionEvent, SessionRecord
 from gpuaf.settings import load_settings
@@ -93,14 +93,7 @@ def _session_rows(stack, user):
 
 def test_session_life_cycle_through_the_rest_api(stack, alice_token):
     auth = {"Authorization": f"token {alice_token}"}
-    reply = httpx.post(
-        f"{stack.url}hub/api/users/alice/server",
-        json={"profile": "gpu-1"},
-        headers=auth,
-        timeout=60,
-    )
-    assert reply.status_code in (201, 202), reply.text
-    wait_ready(stack, "alice", auth)
+    start_server(stack, "alice", auth, "gpu-1")
     # reachable through the proxy with the user's token
     api = httpx.get(f"{stack.url}user/alice/api/status", headers=auth, timeout=10)
     assert api.status_code == 200

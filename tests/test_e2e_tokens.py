@@ -12,7 +12,7 @@ import httpx
 import psutil
 import pytest
 from support.login import hub_token, login
-from support.stack import start_stack, wait_ready
+from support.stack import start_server, start_stack
 
 pytestmark = pytest.mark.e2e
 TTL_S = 30  # the provider's access-token lifetime in this test
@@ -45,14 +45,7 @@ def test_the_session_token_file_is_valid_and_kept_fresh(tmp_path):
         client = login(stack.url, "alice")
         auth = {"Authorization": f"token {hub_token(client, 'alice')}"}
         client.close()
-        started = httpx.post(
-            f"{stack.url}hub/api/users/alice/server",
-            json={"profile": "cpu"},
-            headers=auth,
-            timeout=60,
-        )
-        assert started.status_code in (201, 202), started.text
-        wait_ready(stack, "alice", auth)
+        start_server(stack, "alice", auth, "cpu")
         path = Path(_server_env("alice", stack.data_dir)["BEARER_TOKEN_FILE"])
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         first = path.read_text().strip()

@@ -155,3 +155,17 @@ def wait_ready(stack: Stack, user: str, auth: dict[str, str], timeout: float = 6
         return bool(model["servers"].get("", {}).get("ready"))
 
     wait_until(ready, timeout, f"{user}'s server start", stack)
+
+
+def start_server(
+    stack: Stack, user: str, auth: dict[str, str], profile: str, timeout: float = 60
+) -> None:
+    """Book ``profile`` for ``user`` through the hub's REST API and wait until it is ready."""
+    reply = httpx.post(
+        f"{stack.url}hub/api/users/{user}/server",
+        json={"profile": profile},
+        headers=auth,
+        timeout=60,
+    )
+    assert reply.status_code in (201, 202), reply.text
+    wait_ready(stack, user, auth, timeout=timeout)
