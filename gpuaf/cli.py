@@ -106,12 +106,18 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Path]:
 
 def _check_ports(settings: Settings) -> None:
     from gpuaf.ports import ensure_free
+    from gpuaf.restart import leftover_proxy
 
     p = settings.portal
-    ensure_free(p.host, p.port, "portal.port", "the public proxy")
-    ensure_free(p.hub_ip, p.hub_port, "portal.hub_port", "the hub's internal API")
-    ensure_free("127.0.0.1", p.proxy_api_port, "portal.proxy_api_port", "the proxy's REST API")
-    ensure_free("127.0.0.1", p.api_port, "portal.api_port", "the portal API")
+    proxy = leftover_proxy(settings.data_dir / "proxy.pid")
+    if proxy is None:
+        ensure_free(p.host, p.port, "portal.port", "the public proxy")
+        ensure_free("127.0.0.1", p.proxy_api_port, "portal.proxy_api_port", "the proxy's API")
+    else:  # JupyterHub stops it and starts its own; the sessions' routes are added again
+        print(f"gpuaf hub: replacing the proxy an earlier hub left running (pid {proxy.pid})")
+    # an earlier hub's portal API ends with that hub: give it a moment to let go of its port
+    ensure_free(p.hub_ip, p.hub_port, "portal.hub_port", "the hub's internal API", wait=10)
+    ensure_free("127.0.0.1", p.api_port, "portal.api_port", "the portal API", wait=10)
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
@@ -146,8 +152,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from gpuaf.api.app import create_app
     from gpuaf.facility import Facility
+    from gpuaf.restart import die_with_parent
 
     settings = load_settings(args.settings)
+    if os.environ.get("JUPYTERHUB_SERVICE_NAME"):
+        die_with_parent()  # a hub-managed service ends with its hub, even after kill -9
     not_under_hub = PublicError(
         "`gpuaf api` runs as a service of the hub, which starts it; "
         "start the portal with `gpuaf hub` or `gpuaf demo`."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import time
 
 from gpuaf.errors import PublicError
 
@@ -12,8 +13,22 @@ class PortBusy(PublicError):
     status = 409
 
 
-def ensure_free(host: str, port: int, key: str, what: str) -> None:
-    """Raise PortBusy naming the settings key if ``host:port`` cannot be bound."""
+def ensure_free(host: str, port: int, key: str, what: str, wait: float = 0) -> None:
+    """Raise PortBusy naming the settings key if ``host:port`` cannot be bound.
+
+    ``wait``: seconds to keep trying first, for a port a stopping process still holds.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return _try_bind(host, port, key, what)
+        except PortBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.25)
+
+
+def _try_bind(host: str, port: int, key: str, what: str) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -25,6 +25,14 @@ ServerKey = tuple[str, str]  # (user, server name)
 class Round:
     checked: int = 0
     changed: dict[str, str] = field(default_factory=dict)  # session id -> new state
+    released: list[str] = field(default_factory=list)  # job ids of orphans removed
+
+
+@dataclass
+class Memory:
+    """What a reconciler remembers between rounds: since when the hub has not known a session."""
+
+    absent_since: dict[str, dt.datetime] = field(default_factory=dict)
 
 
 def target_state(status: JobStatus, server_ready: bool | None) -> tuple[str, str]:
@@ -49,9 +57,16 @@ async def reconcile(
     servers: Mapping[ServerKey, bool] | None = None,
     *,
     never_submitted_after: dt.timedelta = dt.timedelta(minutes=15),
+    orphan_after: dt.timedelta = dt.timedelta(seconds=20),
+    memory: Memory | None = None,
     now: dt.datetime | None = None,
 ) -> Round:
-    """One round. ``servers``: (user, server) -> ready, as the hub reports them (None: unknown)."""
+    """One round. ``servers``: (user, server) -> ready, as the hub reports them (None: unknown).
+
+    An *orphan* is a session whose job is alive while the hub has not known its server for
+    ``orphan_after`` (seen in two rounds at least, through ``memory``): e.g. a hub killed
+    between submitting a job and recording it. Its job is removed, so it holds no slice.
+    """
     now = now or utcnow()
     with ledger.session() as db:
         active = [
@@ -77,9 +92,40 @@ async def reconcile(
             # still runs stays running, whatever a list taken mid-change says
             ready = state == "running" or bool(servers and servers.get((user, server)))
             new, reason = target_state(statuses[job_id], ready)
+            if state == "stopping" and new in LIVE:
+                continue  # the spawner is removing the job; only its end moves the session
+            known = servers is None or (user, server) in servers
+            orphan = memory is not None and _orphaned(memory, sid, known, now, orphan_after)
+            if orphan and new in LIVE:
+                await backend.cancel(job_id)
+                result.released.append(job_id)
+                new, reason = ORPHAN[state == "running"]
         if new != state:
             moves[sid] = (new, reason)
     if moves:
         set_states(ledger, moves)  # one transaction for the whole round
+    if memory is not None and servers is not None:  # forget sessions that ended
+        ended = {sid for sid, (new, _reason) in moves.items() if new in FINAL_STATES}
+        live = {row[0] for row in mine} - ended
+        memory.absent_since = {k: v for k, v in memory.absent_since.items() if k in live}
     result.changed = {sid: new for sid, (new, _reason) in moves.items()}
     return result
+
+
+LIVE = ("queued", "starting", "running")
+ORPHAN = {
+    False: (
+        "failed",
+        "the hub lost track of this session while it was starting (e.g. it was restarted); "
+        "its job was removed so that it does not hold a slice. Start the session again.",
+    ),
+    True: ("stopped", "the hub no longer knew this session's server; its job was removed"),
+}
+
+
+def _orphaned(memory: Memory, sid: str, known: bool, now: dt.datetime, after: dt.timedelta) -> bool:
+    if known:
+        memory.absent_since.pop(sid, None)
+        return False
+    since = memory.absent_since.setdefault(sid, now)
+    return now - since >= after

@@ -28,6 +28,8 @@ from gpuaf.spawners.form import render_form
 from gpuaf.spawners.session_job import session_job
 from gpuaf.units import format_duration
 
+STATE_KEYS = ("job_id", "profile_name", "session_id", "server_host")
+
 
 class SpawnFailed(Exception):
     """A failed spawn: ``jupyterhub_message`` is what the user reads, str() is for the log."""
@@ -46,6 +48,7 @@ class SliceSpawner(Spawner):
     job_id = Unicode("")
     profile_name = Unicode("")
     session_id = Unicode("")
+    server_host = Unicode("")  # where the server listens, once known: kept in the hub's database
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -152,6 +155,7 @@ class SliceSpawner(Spawner):
             await self._record("failed", exc.message)
             raise SpawnFailed(exc.message, exc.log_message) from exc
         facility.forget_availability()
+        self._save_state()  # a hub killed from here on finds the job in its database
         await self._record("queued", "submitted to the batch system", job_id=self.job_id)
         self._emit(15, f"Submitted to {backend.name} as job {self.job_id}")
         status = await self._wait_running(profile)
@@ -165,8 +169,10 @@ class SliceSpawner(Spawner):
         if remote:
             self._emit(70, "Starting the container and JupyterLab on the node")
             await self._wait_port()
+        self.server_host = status.host or "127.0.0.1"
+        self._save_state()
         self._emit(85, "Server up; connecting")
-        return (status.host or "127.0.0.1", self.port)
+        return (self.server_host, self.port)
 
     async def _wait_running(self, profile: SliceProfile) -> JobStatus:
         backend = self.facility.backend
@@ -223,12 +229,41 @@ class SliceSpawner(Spawner):
             return 0
         status = (await self.facility.backend.status([self.job_id]))[self.job_id]
         if status.state in (JobState.RUNNING, JobState.PENDING):
+            if not self._spawn_pending and not self._start_completed():
+                return await self._end_interrupted_start()
             if self.server:
                 await self._record("running", "server up")
             return None
         final = "lost" if status.state == JobState.UNKNOWN else "stopped"
         await self._record(final, status.reason or f"job {status.state}")
         return status.exit_code if status.exit_code is not None else 1
+
+    def _start_completed(self) -> bool:
+        return bool(self.server_host) or bool(self.server and self.server.port)
+
+    async def _end_interrupted_start(self) -> int:
+        """The hub stopped during this session's start: free the slice, say so, start afresh."""
+        await self.facility.backend.cancel(self.job_id)
+        self.facility.forget_availability()
+        await self._record(
+            "failed",
+            "the hub restarted while this session was starting; its job was removed so that "
+            "it does not hold a slice. Start the session again.",
+        )
+        self.job_id = ""
+        return 1
+
+    async def get_url(self) -> str:
+        """After a hub restart: where the server listens, from the state kept in the database."""
+        url = await super().get_url()
+        if self.server_host and self.port and self.server and not self.server.port:
+            return f"http://{self.server_host}:{self.port}"
+        return url
+
+    def _save_state(self) -> None:
+        if self.orm_spawner is not None and self.db is not None:
+            self.orm_spawner.state = self.get_state()
+            self.db.commit()
 
     async def stop(self, now: bool = False) -> None:
         if not self.job_id:
@@ -246,20 +281,25 @@ class SliceSpawner(Spawner):
     # -- state -------------------------------------------------------------
     def get_state(self) -> dict:
         state = super().get_state()
-        for key in ("job_id", "profile_name", "session_id"):
+        for key in STATE_KEYS:
             if getattr(self, key):
                 state[key] = getattr(self, key)
+        if self.server_host and self.port:
+            state["port"] = self.port
         return state
 
     def load_state(self, state: dict) -> None:
         super().load_state(state)
-        for key in ("job_id", "profile_name", "session_id"):
+        for key in STATE_KEYS:
             setattr(self, key, state.get(key, ""))
+        if state.get("port"):
+            self.port = int(state["port"])
 
     def clear_state(self) -> None:
         super().clear_state()
         self.job_id = ""
         self.session_id = ""
+        self.server_host = ""
 
 
 async def _render_options_form(spawner: SliceSpawner) -> str:

@@ -15,7 +15,7 @@ from gpuaf.ledger import Ledger, migrate
 from gpuaf.ledger.models import SessionEvent, SessionRecord
 from gpuaf.ledger.sessions import open_session, set_state
 from gpuaf.profiles import SliceProfile
-from gpuaf.reconcile import reconcile
+from gpuaf.reconcile import Memory, reconcile
 from gpuaf.spawners.backends.base import JobSpec
 from gpuaf.spawners.backends.local import LocalBackend
 
@@ -115,4 +115,78 @@ async def test_final_sessions_are_never_touched(ledger_url, tmp_path, state):
         ledger, LocalBackend(tmp_path / "jobs", inventory=parse_simulation("1xH100-80GB"))
     )
     assert result.checked == 0
+    ledger.dispose()
+
+
+async def test_a_final_state_is_kept_whoever_reports_the_end_later(ledger_url):
+    migrate(ledger_url)
+    ledger = Ledger(ledger_url)
+    sid = open_session(ledger, user="bob", server="", profile="cpu", backend="local")
+    set_state(ledger, sid, "failed", "the batch system held the job", job_id="local-x")
+    set_state(ledger, sid, "stopping", "stop asked")
+    set_state(ledger, sid, "stopped", "stopped")
+    with ledger.session() as db:
+        record = db.get(SessionRecord, sid)
+        assert (record.state, record.reason) == ("failed", "the batch system held the job")
+    assert _history(ledger, sid) == ["requested", "failed"]
+    ledger.dispose()
+
+
+async def test_a_stopping_session_is_not_moved_back_while_its_job_ends(ledger_url, tmp_path):
+    migrate(ledger_url)
+    ledger = Ledger(ledger_url)
+    backend = LocalBackend(tmp_path / "jobs", inventory=parse_simulation("1xH100-80GB"))
+    sid = open_session(ledger, user="bob", server="", profile="cpu", backend="local")
+    job = await backend.submit(_spec(tmp_path))
+    set_state(ledger, sid, "running", job_id=job)
+    set_state(ledger, sid, "stopping", "stop asked")
+    assert (await reconcile(ledger, backend, {})).changed == {}
+    await backend.cancel(job)
+    assert (await reconcile(ledger, backend, {})).changed == {sid: "stopped"}
+    ledger.dispose()
+
+
+async def test_an_orphan_job_is_removed_once_the_hub_has_not_known_it_for_a_while(
+    ledger_url, tmp_path
+):
+    """A hub killed between submitting a job and recording it: the job must not hold a slice."""
+    migrate(ledger_url)
+    ledger = Ledger(ledger_url)
+    backend = LocalBackend(tmp_path / "jobs", inventory=parse_simulation("1xH100-80GB"))
+    sids, jobs = {}, {}
+    for name in ("orphan", "known", "running-orphan"):
+        sids[name] = open_session(ledger, user="carol", server=name, profile="cpu", backend="local")
+        jobs[name] = await backend.submit(_spec(tmp_path))
+        set_state(ledger, sids[name], "queued", job_id=jobs[name])
+    set_state(ledger, sids["running-orphan"], "running", "server up")
+    memory = Memory()
+    t0 = dt.datetime.now(dt.UTC)
+    servers = {("carol", "known"): True}
+    after = dt.timedelta(seconds=20)
+
+    async def round_at(seconds, hub=servers):
+        return await reconcile(
+            ledger, backend, hub, memory=memory, orphan_after=after,
+            now=t0 + dt.timedelta(seconds=seconds),
+        )  # fmt: skip
+
+    first = await round_at(0)
+    assert first.released == [] and set(memory.absent_since) == {
+        sids["orphan"],
+        sids["running-orphan"],
+    }
+    assert (await round_at(10, hub=None)).released == []  # the hub did not answer: no verdict
+    assert memory.absent_since == {}  # and the count starts again
+    assert (await round_at(15)).released == []
+    done = await round_at(36)
+    assert sorted(done.released) == sorted([jobs["orphan"], jobs["running-orphan"]])
+    assert done.changed == {sids["orphan"]: "failed", sids["running-orphan"]: "stopped"}
+    statuses = await backend.status(list(jobs.values()))
+    assert statuses[jobs["orphan"]].state.final and statuses[jobs["running-orphan"]].state.final
+    assert not statuses[jobs["known"]].state.final
+    with ledger.session() as db:
+        assert "Start the session again" in db.get(SessionRecord, sids["orphan"]).reason
+    assert (await round_at(60)).released == []  # idempotent
+    assert memory.absent_since == {}
+    await backend.cancel(jobs["known"])
     ledger.dispose()

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from gpuaf.ledger.db import Ledger
-from gpuaf.ledger.models import SESSION_STATES, SessionEvent, SessionRecord, utcnow
+from gpuaf.ledger.models import FINAL_STATES, SESSION_STATES, SessionEvent, SessionRecord, utcnow
 
 
 def open_session(
@@ -39,13 +39,17 @@ def set_state(ledger: Ledger, session_id: str, state: str, reason: str = "", **f
 
 
 def set_states(ledger: Ledger, changes: dict[str, tuple[str, str]], **fields: Any) -> None:
-    """Several sessions moved (session id -> (state, reason)) in one transaction."""
+    """Several sessions moved (session id -> (state, reason)) in one transaction.
+
+    A session in a final state (stopped, failed, lost) stays there: the first word on how
+    a session ended is the one kept, whoever reports the end again later.
+    """
     if bad := {s for s, _ in changes.values()} - set(SESSION_STATES):
         raise ValueError(f"unknown session state {sorted(bad)[0]!r}")
     with ledger.session() as db:
         for session_id, (state, reason) in changes.items():
             record = db.get(SessionRecord, session_id)
-            if record is None:
+            if record is None or record.state in FINAL_STATES:
                 continue
             for key, value in fields.items():
                 setattr(record, key, value)
