@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from jupyterhub.services.auth import HubOAuth
 
 from gpuaf import __version__
-from gpuaf.api import reconciler
+from gpuaf.api import housekeeping, reconciler
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
 from gpuaf.api.routes import audit, health, me, oauth, samples, sessions, slices
 from gpuaf.api.tokens import TokenRefused, TokenValidator
@@ -40,8 +40,10 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
             tokens = TokenValidator.from_settings(facility.settings.iam, http)
             app.state.identity = HubIdentity(hub_auth, http, tokens, facility.settings)
             task = asyncio.create_task(reconciler.run_forever(facility, app.state.identity))
+            chores = asyncio.create_task(housekeeping.run_forever(facility))
             yield
             task.cancel()
+            chores.cancel()
         await facility.backend.close()
         facility.ledger.dispose()
 

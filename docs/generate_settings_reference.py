@@ -228,7 +228,10 @@ def default_text(field: FieldInfo, unit: str | None) -> str:
 
 
 def _unit_of(field: FieldInfo) -> str | None:
-    _tp, metadata = _unwrap(field.annotation, field.metadata)
+    tp, metadata = _unwrap(field.annotation, field.metadata)
+    options = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(options) == 1:
+        _tp, metadata = _unwrap(options[0], metadata)  # e.g. a duration, or null
     return next(
         (UNITS[m.func] for m in metadata if isinstance(m, BeforeValidator) and m.func in UNITS),
         None,

@@ -71,6 +71,13 @@ class SessionRecord(Base):
     gpu_ids: Mapped[list[str]] = mapped_column(default=list)
     gpu_share: Mapped[float] = mapped_column(Float, default=0.0)
     gpu_note: Mapped[str | None] = mapped_column(Text)  # the session agent's, if any
+    # What its GPU samples said, stored once it ended and its samples were compacted or
+    # deleted (gpu_summary_at: when); then these figures are the session's.
+    gpu_peak_memory_mib: Mapped[int | None] = mapped_column(Integer)
+    gpu_energy_wh: Mapped[float | None] = mapped_column(Float)
+    gpu_summary_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Samples older than this are compacted (merged per device and bucket).
+    samples_compacted_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -42,7 +42,28 @@ def store_samples(
 
 
 def summaries(db: Session, session_ids: Sequence[str]) -> dict[str, GpuSummary]:
-    """Peak memory and energy of each session that has samples.
+    """Peak memory and energy of each session that has samples or a stored summary.
+
+    A session whose summary was stored (it ended and its samples were compacted or
+    deleted, see :mod:`gpuaf.ledger.compaction`) is given the stored figures; the others
+    are summed up from their samples.
+    """
+    if not session_ids:
+        return {}
+    stored = {
+        sid: GpuSummary(peak_memory_mib=peak, energy_wh=energy)
+        for sid, peak, energy in db.execute(
+            select(
+                SessionRecord.id, SessionRecord.gpu_peak_memory_mib, SessionRecord.gpu_energy_wh
+            ).where(SessionRecord.id.in_(session_ids), SessionRecord.gpu_summary_at.is_not(None))
+        )
+    }
+    rest = [sid for sid in session_ids if sid not in stored]
+    return {**sample_summaries(db, rest), **stored}
+
+
+def sample_summaries(db: Session, session_ids: Sequence[str]) -> dict[str, GpuSummary]:
+    """Peak memory and energy of each session that has samples, from its samples.
 
     Energy per device comes from NVML's energy counter (last - first, i.e. max - min of a
     counter that only grows while the driver stays loaded); for a device without a counter,
