@@ -251,6 +251,11 @@ class SessionSettings(Strict):
     reconcile_interval: Annotated[Duration, Field(ge=1)] = Field(
         30, description="How often the ledger is brought in line with the batch system and hub."
     )
+    named_servers: bool = Field(
+        True,
+        description="Users may hold several named sessions at once (e.g. one CPU and one GPU "
+        "session), within their group's quota of concurrent slices.",
+    )
     singleuser_cmd: list[str] = Field(
         ["jupyterhub-singleuser"], min_length=1, description="Command of the session's server."
     )

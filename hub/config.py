@@ -60,6 +60,8 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
     c.Spawner.default_url = settings.sessions.default_url
     c.Spawner.start_timeout = settings.sessions.start_timeout
     c.Spawner.http_timeout = settings.sessions.http_timeout
+    c.JupyterHub.allow_named_servers = settings.sessions.named_servers
+    c.JupyterHub.named_server_limit_per_user = 0  # the quota of concurrent slices decides
 
     c.JupyterHub.services = [
         {

@@ -239,7 +239,7 @@ class SliceSpawner(Spawner):
         return status.exit_code if status.exit_code is not None else 1
 
     def _start_completed(self) -> bool:
-        return bool(self.server_host) or bool(self.server and self.server.port)
+        return bool(self.server_host)  # recorded in the hub's database once the server is up
 
     async def _end_interrupted_start(self) -> int:
         """The hub stopped during this session's start: free the slice, say so, start afresh."""

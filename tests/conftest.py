@@ -8,6 +8,8 @@ Index (scope → fixture: what it gives):
   session  stack             the real portal started by `gpuaf demo`: OIDC provider, hub,
                              configurable-http-proxy, portal API; simulated GPUs; its ledger
                              is SQLite or PostgreSQL per --ledger
+  module   e2e_ledger_url    None (the default SQLite ledger) or a fresh PostgreSQL database,
+                             per --ledger, for tests that start their own portal
   session  alice, bob        httpx clients logged in through the OIDC provider
                              (alice: group higgs; bob: group neutrino)
   session  alice_token       a hub API token of alice
@@ -85,6 +87,13 @@ def stack(
     yield running
     code = running.interrupt()
     assert code == 0, running.log_tail()
+
+
+@pytest.fixture(scope="module")
+def e2e_ledger_url(request: pytest.FixtureRequest) -> str | None:
+    if request.config.getoption("--ledger") == "postgresql":
+        return create_database(request.getfixturevalue("postgres_server"))
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
-from gpuaf.errors import BackendError
 from gpuaf.gpus import parse_simulation
 from gpuaf.profiles import SliceProfile
 from gpuaf.spawners.backends.allocation import Booking, allocate, count_startable
@@ -102,15 +99,52 @@ async def test_a_failing_server_reports_its_last_line(tmp_path):
     assert "boom: no such module" in status.reason
 
 
-async def test_full_slices_and_limits_are_clear_refusals(tmp_path):
-    backend = LocalBackend(tmp_path / "jobs", inventory=INVENTORY, max_sessions=2)
-    jobs = [await backend.submit(_spec(GPU1, tmp_path)) for _ in range(2)]
-    with pytest.raises(BackendError, match="at most 2 sessions"):
-        await backend.submit(_spec(CPU, tmp_path))
-    await backend.cancel(jobs[0])
-    with pytest.raises(BackendError, match="No P slice is free right now"):
-        await backend.submit(_spec(GPU2, tmp_path))
-    await backend.cancel(jobs[1])
+async def test_a_job_that_does_not_fit_waits_in_line_and_starts_when_a_slice_frees(tmp_path):
+    backend = LocalBackend(tmp_path / "jobs", inventory=INVENTORY, max_sessions=3)
+    first, second = [await backend.submit(_spec(GPU1, tmp_path)) for _ in range(2)]
+    whole = await backend.submit(_spec(GPU2, tmp_path))  # both H100s are taken
+    third = await backend.submit(_spec(GPU1, tmp_path))
+    cpu = await backend.submit(_spec(CPU, tmp_path))  # fits: a smaller job is not held back
+    late = await backend.submit(_spec(CPU, tmp_path))  # the machine's session limit is reached
+    status = await backend.status([first, second, whole, third, cpu, late])
+    assert [status[j].state for j in (first, second, whole, third, cpu, late)] == [
+        JobState.RUNNING, JobState.RUNNING, JobState.PENDING, JobState.PENDING,
+        JobState.RUNNING, JobState.PENDING,
+    ]  # fmt: skip
+    assert (status[whole].queue_position, status[third].queue_position) == (1, 1)
+    assert status[late].queue_position == 1 and status[whole].host is None
+    table = await backend.availability([GPU1, GPU2, CPU])
+    assert (table["gpu-1"].waiting, table["gpu-2"].waiting, table["cpu"].waiting) == (1, 1, 1)
+    record = tmp_path / "jobs" / f"{third}.json"
+    assert record.stat().st_mode & 0o777 == 0o600  # it holds the job's environment
+    assert json.loads(record.read_text())["env"]["HOME"] == str(tmp_path)
+
+    await backend.cancel(late)  # a waiting job leaves the line and forgets its environment
+    assert "env" not in json.loads((tmp_path / "jobs" / f"{late}.json").read_text())
+    await backend.cancel(first)  # one H100 frees: the older gpu-2 still cannot start,
+    status = await backend.status([whole, third])  # the gpu-1 behind it can
+    assert (status[whole].state, status[third].state) == (JobState.PENDING, JobState.RUNNING)
+    assert status[third].gpus == (json.loads(record.read_text())["devices"][0],)
+    assert "env" not in json.loads(record.read_text())  # started: the environment is gone
+    await backend.cancel(second)
+    await backend.cancel(third)
+    assert (await backend.status([whole]))[whole].state == JobState.RUNNING
+    assert (await backend.status([late]))[late].state == JobState.CANCELLED
+    for job in (whole, cpu):
+        await backend.cancel(job)
+
+
+async def test_a_waiting_job_is_started_by_another_process_sharing_the_queue(tmp_path):
+    hub = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)
+    running = await hub.submit(_spec(GPU2, tmp_path))
+    waiting = await hub.submit(_spec(GPU1, tmp_path))
+    api = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)  # e.g. the portal API
+    await api.cancel(running)
+    both = await asyncio.gather(hub.status([waiting]), api.status([waiting]))
+    assert [b[waiting].state for b in both] == [JobState.RUNNING, JobState.RUNNING]
+    records = [json.loads(p.read_text()) for p in (tmp_path / "jobs").glob("*.json")]
+    assert sum(1 for r in records if r["state"] == JobState.RUNNING) == 1  # started once
+    await hub.cancel(waiting)
 
 
 async def test_a_restarted_backend_still_knows_its_jobs(tmp_path):
@@ -136,7 +170,11 @@ async def test_a_vanished_job_is_unknown_with_a_reason(tmp_path):
     assert statuses["local-nonexistent"].state == JobState.UNKNOWN
 
 
-async def test_a_command_that_cannot_run_is_a_backend_error(tmp_path):
+async def test_a_command_that_cannot_run_fails_with_a_reason(tmp_path):
     backend = LocalBackend(tmp_path / "jobs", inventory=INVENTORY)
-    with pytest.raises(BackendError, match="could not be started"):
-        await backend.submit(_spec(CPU, tmp_path, ("/nonexistent/jupyterhub-singleuser",)))
+    job = await backend.submit(_spec(CPU, tmp_path, ("/nonexistent/jupyterhub-singleuser",)))
+    status = (await backend.status([job]))[job]
+    assert status.state == JobState.FAILED
+    assert status.reason == "The session could not be started on this machine."
+    log = (tmp_path / "jobs" / f"{job}.log").read_text()
+    assert "exec /nonexistent/jupyterhub-singleuser" in log

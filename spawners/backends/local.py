@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -62,9 +63,16 @@ class LocalBackend(Backend):
             return None
 
     def _write(self, job_id: str, record: dict) -> None:
+        """Atomically, mode 0600: a waiting job's record holds its environment (its token)."""
         tmp = self._record_path(job_id).with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
         tmp.replace(self._record_path(job_id))
+
+    def _records(self) -> dict[str, dict]:
+        found = {path.stem: self._read(path.stem) for path in self.state_dir.glob("*.json")}
+        return {job_id: record for job_id, record in found.items() if record}
 
     def _alive(self, record: dict) -> bool:
         try:
@@ -77,75 +85,105 @@ class LocalBackend(Backend):
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
-    def _live_bookings(self) -> list[Booking]:
-        out = []
-        for path in self.state_dir.glob("*.json"):
-            record = self._read(path.stem)
-            if record and record.get("state") == JobState.RUNNING and self._alive(record):
-                out.append(
-                    Booking(
-                        record["profile"],
-                        record["kind"],
-                        tuple(record["devices"]),
-                        record.get("mps_percentage", 0),
-                    )
-                )
-        return out
+    def _live_bookings(self, records: dict[str, dict] | None = None) -> list[Booking]:
+        records = self._records() if records is None else records
+        return [
+            Booking(r["profile"], r["kind"], tuple(r["devices"]), r.get("mps_percentage", 0))
+            for r in records.values()
+            if r.get("state") == JobState.RUNNING and self._alive(r)
+        ]
+
+    @staticmethod
+    def _waiting(records: dict[str, dict]) -> list[tuple[str, dict]]:
+        """Waiting jobs, first come first served."""
+        pending = [(j, r) for j, r in records.items() if r.get("state") == JobState.PENDING]
+        return sorted(pending, key=lambda item: item[1]["submitted"])
+
+    @contextlib.asynccontextmanager
+    async def _locked(self):
+        """One scheduler at a time, across the processes sharing the state directory."""
+        async with self._lock:
+            with (self.state_dir / ".lock").open("a") as fh:
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise BackendError("The local job queue is busy; try again.") from None
+                        await asyncio.sleep(0.05)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- the four calls --------------------------------------------------
     async def submit(self, spec: JobSpec) -> str:
-        async with self._lock:  # allocation and start are one step
-            bookings = self._live_bookings()
+        job_id = f"local-{uuid.uuid4().hex[:12]}"
+        record = {
+            "state": JobState.PENDING,
+            "user": spec.user,
+            "profile": spec.profile.name,
+            "profile_spec": spec.profile.model_dump(mode="json"),
+            "kind": spec.profile.kind,
+            "devices": [],
+            "mps_percentage": spec.profile.mps_thread_percentage or 0,
+            "simulated": self.inventory.simulated,
+            "tags": dict(spec.tags),
+            "submitted": time.time(),
+            # kept only while the job waits: a later scheduling pass starts it from these
+            "command": list(spec.command),
+            "env": dict(spec.env),
+            "workdir": str(spec.workdir) if spec.workdir else None,
+        }
+        async with self._locked():
+            self._write(job_id, record)
+            await self._schedule()
+        return job_id
+
+    async def _schedule(self) -> None:
+        """Start the waiting jobs that fit now, oldest first (call with the lock held)."""
+        records = self._records()
+        bookings = self._live_bookings(records)
+        for job_id, record in self._waiting(records):
             if len(bookings) >= self.max_sessions:
-                raise BackendError(
-                    f"This machine runs at most {self.max_sessions} sessions and all are in use.",
-                    status=409,
-                )
-            devices = allocate(spec.profile, self.inventory, bookings)
+                return
+            profile = SliceProfile.model_validate(record["profile_spec"])
+            devices = allocate(profile, self.inventory, bookings)
             if devices is None:
-                raise BackendError(
-                    f"No {spec.profile.display_name} slice is free right now; "
-                    "try again later or pick another slice.",
-                    status=409,
-                )
-            job_id = f"local-{uuid.uuid4().hex[:12]}"
-            log_path = self.state_dir / f"{job_id}.log"
-            env = {**spec.env, **self._device_env(spec.profile, devices), "GPUAF_JOB_ID": job_id}
-            with log_path.open("ab") as log:
-                try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *spec.command,
-                        env=env,
-                        cwd=spec.workdir,
-                        stdout=log,
-                        stderr=asyncio.subprocess.STDOUT,
-                        stdin=asyncio.subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                except OSError as exc:
-                    raise BackendError(
-                        "The session could not be started on this machine.",
-                        log_message=f"exec {spec.command[0]}: {exc}",
-                    ) from exc
-            self._procs[job_id] = proc
-            self._write(
-                job_id,
-                {
-                    "pid": proc.pid,
-                    "create_time": psutil.Process(proc.pid).create_time(),
-                    "state": JobState.RUNNING,
-                    "user": spec.user,
-                    "profile": spec.profile.name,
-                    "kind": spec.profile.kind,
-                    "devices": list(devices),
-                    "mps_percentage": spec.profile.mps_thread_percentage or 0,
-                    "simulated": self.inventory.simulated,
-                    "tags": dict(spec.tags),
-                    "submitted": time.time(),
-                },
-            )
-            asyncio.get_running_loop().create_task(self._reap(job_id, proc))
-            return job_id
+                continue  # a smaller job behind it may still fit
+            await self._start(job_id, record, profile, devices)
+            bookings.append(Booking(profile.name, profile.kind, devices, record["mps_percentage"]))
+
+    async def _start(
+        self, job_id: str, record: dict, profile: SliceProfile, devices: tuple[str, ...]
+    ) -> None:
+        env = {**record.pop("env"), **self._device_env(profile, devices), "GPUAF_JOB_ID": job_id}
+        command = record.pop("command")
+        with (self.state_dir / f"{job_id}.log").open("ab") as log:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *command, env=env, cwd=record.pop("workdir"), stdout=log,
+                    stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                )  # fmt: skip
+            except OSError as exc:
+                record.update(state=JobState.FAILED, exit_code=127)
+                record["reason"] = "The session could not be started on this machine."
+                self._write(job_id, record)
+                log.write(f"exec {command[0]}: {exc}\n".encode())
+                return
+        self._procs[job_id] = proc
+        record.update(
+            state=JobState.RUNNING,
+            pid=proc.pid,
+            create_time=psutil.Process(proc.pid).create_time(),
+            devices=list(devices),
+            started=time.time(),
+        )
+        self._write(job_id, record)
+        asyncio.get_running_loop().create_task(self._reap(job_id, proc))
 
     async def _reap(self, job_id: str, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
@@ -154,6 +192,8 @@ class LocalBackend(Backend):
             record.update(state=JobState.DONE if code == 0 else JobState.FAILED, exit_code=code)
             self._write(job_id, record)
         self._procs.pop(job_id, None)
+        async with self._locked():  # its slice is free: a waiting job may start
+            await self._schedule()
 
     def _device_env(self, profile: SliceProfile, devices: tuple[str, ...]) -> dict[str, str]:
         if profile.kind == "cpu":
@@ -170,33 +210,45 @@ class LocalBackend(Backend):
         return env
 
     async def status(self, job_ids: Sequence[str]) -> dict[str, JobStatus]:
+        async with self._locked():
+            await self._schedule()
+            records = self._records()
+        waiting = [(j, r["profile"]) for j, r in self._waiting(records)]
         out = {}
         for job_id in job_ids:
-            record = self._read(job_id)
+            record = records.get(job_id)
             if record is None:
                 out[job_id] = JobStatus(
                     job_id, JobState.UNKNOWN, reason="This machine has no record of the session."
                 )
                 continue
             state = JobState(record["state"])
+            position = None
             if state == JobState.RUNNING and not self._alive(record) and job_id not in self._procs:
                 state = JobState.UNKNOWN
                 reason = "The session's process is gone."
+            elif state == JobState.PENDING:
+                ahead = [j for j, p in waiting if p == record["profile"]]
+                position = ahead.index(job_id) + 1
+                reason = "waiting for a free slice on this machine"
             else:
                 reason = self._reason(job_id, state, record)
             out[job_id] = JobStatus(
                 job_id,
                 state,
-                "127.0.0.1",
+                "127.0.0.1" if state == JobState.RUNNING else None,
                 reason,
                 record.get("exit_code"),
                 tuple(record["devices"]),
+                queue_position=position,
             )
         return out
 
     def _reason(self, job_id: str, state: JobState, record: dict) -> str:
         if state != JobState.FAILED:
             return ""
+        if record.get("reason"):
+            return record["reason"]
         try:
             lines = (self.state_dir / f"{job_id}.log").read_text(errors="replace").splitlines()
         except OSError:
@@ -207,22 +259,32 @@ class LocalBackend(Backend):
         )
 
     async def cancel(self, job_id: str) -> None:
-        record = self._read(job_id)
-        if record is None:
-            return
-        was_running = record["state"] == JobState.RUNNING
+        async with self._locked():
+            record = self._read(job_id)
+            if record is None or JobState(record["state"]).final:
+                return
+            if record["state"] == JobState.PENDING:  # never started: forget its environment
+                for key in ("env", "command", "workdir"):
+                    record.pop(key, None)
+                record["state"] = JobState.CANCELLED
+                self._write(job_id, record)
+                return
         if self._alive(record):
             await asyncio.to_thread(_terminate_group, record["pid"])
         proc = self._procs.get(job_id)
         if proc is not None:
             await proc.wait()
-        if was_running:  # the reaper may have written FAILED for our own SIGTERM
-            record = self._read(job_id) or record
-            record["state"] = JobState.CANCELLED
-            self._write(job_id, record)
+        # the reaper may have written FAILED for our own SIGTERM
+        record = self._read(job_id) or record
+        record["state"] = JobState.CANCELLED
+        self._write(job_id, record)
+        async with self._locked():
+            await self._schedule()
 
     async def availability(self, profiles: Sequence[SliceProfile]) -> dict[str, Availability]:
-        bookings = self._live_bookings()
+        records = self._records()
+        bookings = self._live_bookings(records)
+        waiting = [r["profile"] for _j, r in self._waiting(records)]
         slots_left = max(self.max_sessions - len(bookings), 0)
         note = "simulated GPUs" if self.inventory.simulated else ""
         out = {}
@@ -231,7 +293,12 @@ class LocalBackend(Backend):
             capacity = count_startable(profile, self.inventory, [], self.max_sessions)
             free = count_startable(profile, self.inventory, bookings, slots_left)
             out[profile.name] = Availability(
-                profile.name, capacity, free, busy, 0, note if profile.kind != "cpu" else ""
+                profile.name,
+                capacity,
+                free,
+                busy,
+                waiting.count(profile.name),
+                note if profile.kind != "cpu" else "",
             )
         return out
 

@@ -1,0 +1,167 @@
+"""kill -9 of the hub or the portal API in the middle of a spawn, then a restart.
+
+Nothing lost (every session keeps its record), nothing doubled (one session and one job per
+booking), a running session stays reachable, and the ledger is right within one poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import psutil
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+from support.login import hub_token, login
+from support.parts import Parts, start_parts
+
+from gpuaf.facility import Facility
+from gpuaf.ledger.models import SessionEvent, SessionRecord
+from gpuaf.settings import load_settings
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory, e2e_ledger_url) -> Parts:
+    running = start_parts(
+        tmp_path_factory.mktemp("restart"),
+        ledger_url=e2e_ledger_url,
+        sessions={"reconcile_interval": "2s"},
+    )
+    yield running
+    running.stop()
+
+
+def _rows(parts: Parts, user: str) -> list[tuple[SessionRecord, list[str]]]:
+    engine = create_engine(load_settings(parts.settings_path).ledger_url)
+    with Session(engine) as db:
+        rows = list(
+            db.scalars(
+                select(SessionRecord)
+                .where(SessionRecord.user_name == user)
+                .order_by(SessionRecord.created_at)
+            )
+        )
+        out = [
+            (
+                r,
+                list(
+                    db.scalars(
+                        select(SessionEvent.state)
+                        .where(SessionEvent.session_id == r.id)
+                        .order_by(SessionEvent.id)
+                    )
+                ),
+            )
+            for r in rows
+        ]
+    engine.dispose()
+    return out
+
+
+def _job_states(parts: Parts, jobs: list[str]) -> dict[str, str]:
+    facility = Facility.from_settings(load_settings(parts.settings_path))
+    statuses = asyncio.run(facility.backend.status(jobs))
+    return {job: statuses[job].state.value for job in jobs}
+
+
+def _until(predicate, what: str, parts: Parts, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what} did not happen within {timeout} s\n{parts.log_tail()}")
+
+
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _server(parts: Parts, user: str, name: str, auth: dict) -> dict | None:
+    return httpx.get(f"{parts.url}hub/api/users/{user}", headers=auth).json()["servers"].get(name)
+
+
+def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts):
+    alice = {"Authorization": f"token {hub_token(login(parts.url, 'alice'), 'alice')}"}
+    carol = {"Authorization": f"token {hub_token(login(parts.url, 'carol'), 'carol')}"}
+    hub = f"{parts.url}hub/api/users"
+    # alice holds both simulated H100s; carol's booking of one waits in the queue
+    assert httpx.post(
+        f"{hub}/alice/server", json={"profile": "gpu-2"}, headers=alice, timeout=60
+    ).is_success
+    _until(lambda: (_server(parts, "alice", "", alice) or {}).get("ready"), "alice up", parts)
+    [(alice_session, _)] = _rows(parts, "alice")
+    post = httpx.post(
+        f"{hub}/carol/servers/train", json={"profile": "gpu-1"}, headers=carol, timeout=60
+    )
+    assert post.status_code == 202, post.text
+    queued = _until(
+        lambda: [r for r, _ in _rows(parts, "carol") if r.state == "queued"], "queued", parts
+    )
+    first_job = queued[0].job_id
+
+    # -- kill -9 of the hub while carol's spawn waits ------------------------------------
+    api = parts.api_process()
+    assert api is not None
+    parts.kill_hub()
+    _until(lambda: _gone(api), "the portal API's end with its hub", parts, 15)
+    parts.start_hub()
+
+    def carol_failed():
+        rows = _rows(parts, "carol")
+        return rows if rows[0][0].state == "failed" else None
+
+    [(first, history)] = _until(carol_failed, "the interrupted start ending", parts)
+    assert "hub restarted while this session was starting" in first.reason
+    assert history == ["requested", "queued", "failed"]
+    assert _job_states(parts, [first_job]) == {first_job: "cancelled"}  # no slice held
+    assert _server(parts, "carol", "train", carol) is None
+    # alice's running session: reachable through the new proxy, its record unchanged
+    status = httpx.get(f"{parts.url}user/alice/api/status", headers=alice, timeout=10)
+    assert status.status_code == 200, parts.log_tail()
+    [(record, history)] = _rows(parts, "alice")
+    assert (record.id, record.state, record.job_id) == (
+        alice_session.id,
+        "running",
+        alice_session.job_id,
+    )
+    assert history == ["requested", "queued", "starting", "running"]
+    assert "replacing the proxy an earlier hub left running" in parts.logs[-1].read_text()
+
+    # -- kill -9 of the portal API while carol's new spawn waits --------------------------
+    post = httpx.post(
+        f"{hub}/carol/servers/train", json={"profile": "gpu-1"}, headers=carol, timeout=60
+    )
+    assert post.status_code == 202, post.text
+    _until(
+        lambda: len(_rows(parts, "carol")) == 2 and _rows(parts, "carol")[1][0].job_id, "", parts
+    )
+    api = parts.api_process()
+    api.kill()
+    _until(lambda: _gone(api), "the API's end", parts, 10)
+    stop = httpx.delete(f"{hub}/alice/server", headers=alice, timeout=60)
+    assert stop.status_code in (202, 204)
+    _until(lambda: (_server(parts, "carol", "train", carol) or {}).get("ready"), "carol up", parts)
+    lab = httpx.get(f"{parts.url}user/carol/train/api/status", headers=carol, timeout=10)
+    assert lab.status_code == 200
+    # the hub starts its service again; the ledger is right within a round of it
+    _until(lambda: parts.api_process() not in (None, api), "the API's restart", parts, 60)
+
+    def carol_running():
+        rows = _rows(parts, "carol")
+        return rows if rows[1][0].state == "running" else None
+
+    rows = _until(carol_running, "carol's session recorded running", parts)
+    assert [r.state for r, _ in rows] == ["failed", "running"]
+    assert rows[1][1] == ["requested", "queued", "starting", "running"]
+    assert [r.state for r, _ in _rows(parts, "alice")] == ["stopped"]
+    live = _job_states(parts, [r.job_id for r, _ in rows])
+    assert list(live.values()) == ["cancelled", "running"]  # one job per booking, one alive
