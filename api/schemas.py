@@ -82,13 +82,25 @@ class GpuSampleIn(BaseModel):
     energy_j: float | None = Field(default=None, ge=0)
 
 
+class SessionActivityIn(BaseModel):
+    """What the session's Jupyter server says it is doing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kernels: int = Field(ge=0)
+    busy_kernels: int = Field(ge=0)
+    terminals: int = Field(ge=0)
+    last_activity: datetime | None = None
+
+
 class GpuSamplesIn(BaseModel):
-    """A report of the session agent: a note (once), and samples."""
+    """A report of the session agent: a note (once), samples, and the session's activity."""
 
     model_config = ConfigDict(extra="forbid")
 
     note: str | None = Field(default=None, max_length=2000)
     samples: list[GpuSampleIn] = Field(default_factory=list, max_length=256)
+    activity: SessionActivityIn | None = None
 
 
 class Me(BaseModel):

@@ -9,8 +9,14 @@ utilisation, power and energy, and posts them with the session's own hub token t
 NVML does not give utilisation (nor, usually, power) of a MIG instance: those are
 recorded as missing and the note says why. A MIG instance's energy is its parent GPU's
 counter, i.e. whole-GPU energy. Without a driver, without a GPU assigned, or with
-simulated GPUs, the agent reports that once (a note, no samples) and exits. It stops
-when its parent, the session's server, is gone.
+simulated GPUs, the agent reports that once (a note, no samples). It stops when its
+parent, the session's server, is gone.
+
+It also reports the session's *activity*, which idle culling weighs: from the session's
+own Jupyter server (its parent, found by the port it listens on) the kernels — busy ones
+count as active now — and terminals with their last activity. Those reads pass
+``no_track_activity`` so that they do not count as activity themselves; an open browser
+tab polling the server is not activity either. Activity is posted only when it changed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
+
+from gpuaf.session_activity import server_activity, server_port
 
 DEFAULT_INTERVAL_S = 30.0
 MAX_SAMPLES = 256  # per POST, as the API accepts
@@ -123,8 +131,16 @@ def describe(samples: list[Sample]) -> str | None:
     return "; ".join(parts) + "." if parts else None
 
 
-def build_payload(note: str | None, samples: list[Sample]) -> dict[str, Any]:
-    return {"note": note, "samples": [s.payload() for s in samples[:MAX_SAMPLES]]}
+def build_payload(
+    note: str | None, samples: list[Sample], activity: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "note": note,
+        "samples": [s.payload() for s in samples[:MAX_SAMPLES]],
+    }
+    if activity is not None:
+        payload["activity"] = activity
+    return payload
 
 
 def open_nvml(
@@ -186,29 +202,36 @@ def run(environ: dict[str, str], parent: int, nvml: ModuleType | None = None) ->
     interval = float(environ.get("GPUAF_AGENT_INTERVAL") or DEFAULT_INTERVAL_S)
     device_ids = visible_devices(environ)
     nvml, why = open_nvml(environ, device_ids, nvml)
-    if nvml is None:
-        post(environ, build_payload(why, []))
-        return 0
+    note: str | None = why or None
+    note_sent = False
+    last_activity: dict[str, Any] | None = None
     try:
-        note_sent = False
         while os.getppid() == parent:
-            try:
-                samples = sample(nvml, device_ids)
-            except nvml.NVMLError as exc:
-                samples = []
-                print(f"gpuaf session agent: NVML failed ({exc})", file=sys.stderr)
-            note = None if note_sent else describe(samples)
-            status = post(environ, build_payload(note, samples)) if samples else 0
-            note_sent = note_sent or 200 <= status < 300
-            if _permanent(status):
-                print(f"gpuaf session agent: the portal refused ({status}); stopping",
-                      file=sys.stderr)  # fmt: skip
-                return 1
+            samples: list[Sample] = []
+            if nvml is not None:
+                try:
+                    samples = sample(nvml, device_ids)
+                except nvml.NVMLError as exc:
+                    print(f"gpuaf session agent: NVML failed ({exc})", file=sys.stderr)
+                note = note or describe(samples)
+            activity = server_activity(environ, server_port(parent))
+            changed = activity is not None and activity != last_activity
+            if samples or changed or (note and not note_sent):
+                payload = build_payload(None if note_sent else note, samples, activity)
+                status = post(environ, payload)
+                if 200 <= status < 300:
+                    note_sent = note_sent or note is not None
+                    last_activity = activity
+                if _permanent(status):
+                    print(f"gpuaf session agent: the portal refused ({status}); stopping",
+                          file=sys.stderr)  # fmt: skip
+                    return 1
             deadline = time.monotonic() + interval
             while time.monotonic() < deadline and os.getppid() == parent:
                 time.sleep(min(1.0, interval))
     finally:
-        nvml.nvmlShutdown()
+        if nvml is not None:
+            nvml.nvmlShutdown()
     return 0
 
 

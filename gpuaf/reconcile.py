@@ -58,6 +58,7 @@ async def reconcile(
     *,
     never_submitted_after: dt.timedelta = dt.timedelta(minutes=15),
     orphan_after: dt.timedelta = dt.timedelta(seconds=20),
+    stopping_grace: dt.timedelta = dt.timedelta(minutes=10),
     memory: Memory | None = None,
     now: dt.datetime | None = None,
 ) -> Round:
@@ -70,7 +71,16 @@ async def reconcile(
     now = now or utcnow()
     with ledger.session() as db:
         active = [
-            (r.id, r.user_name, r.server_name, r.job_id, r.backend, r.state, r.created_at)
+            (
+                r.id,
+                r.user_name,
+                r.server_name,
+                r.job_id,
+                r.backend,
+                r.state,
+                r.created_at,
+                r.updated_at,
+            )
             for r in db.scalars(
                 select(SessionRecord).where(SessionRecord.state.not_in(FINAL_STATES))
             )
@@ -80,10 +90,11 @@ async def reconcile(
     statuses = await backend.status(jobs) if jobs else {}
     result = Round(checked=len(mine))
     moves: dict[str, tuple[str, str]] = {}
-    for sid, user, server, job_id, _backend, state, created in mine:
+    for sid, user, server, job_id, _backend, state, created, updated in mine:
+        if state == "stopping" and now - _aware(updated or created) < stopping_grace:
+            continue  # the spawner is ending it and will say how; only a stuck stop is ours
         if not job_id:
-            created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
-            if now - created > never_submitted_after:
+            if now - _aware(created) > never_submitted_after:
                 new, reason = "failed", "the request never reached the batch system"
             else:
                 continue  # a spawn in progress
@@ -93,7 +104,7 @@ async def reconcile(
             ready = state == "running" or bool(servers and servers.get((user, server)))
             new, reason = target_state(statuses[job_id], ready)
             if state == "stopping" and new in LIVE:
-                continue  # the spawner is removing the job; only its end moves the session
+                continue  # still being removed
             known = servers is None or (user, server) in servers
             orphan = memory is not None and _orphaned(memory, sid, known, now, orphan_after)
             if orphan and new in LIVE:
@@ -121,6 +132,10 @@ ORPHAN = {
     ),
     True: ("stopped", "the hub no longer knew this session's server; its job was removed"),
 }
+
+
+def _aware(at: dt.datetime) -> dt.datetime:
+    return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
 
 
 def _orphaned(memory: Memory, sid: str, known: bool, now: dt.datetime, after: dt.timedelta) -> bool:

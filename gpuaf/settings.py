@@ -251,6 +251,27 @@ class SessionSettings(Strict):
     reconcile_interval: Annotated[Duration, Field(ge=1)] = Field(
         30, description="How often the ledger is brought in line with the batch system and hub."
     )
+    poll_interval: Annotated[Duration, Field(ge=1)] = Field(
+        30, description="How often the hub asks the batch system whether a session still runs."
+    )
+    connect_timeout: Annotated[Duration, Field(ge=1)] | None = Field(
+        1200,
+        description="A started session nobody connects to within this time is stopped and its "
+        "slice freed (connected: a browser logged in to it, or its notebooks or terminals "
+        "did something); empty: never.",
+    )
+    idle_timeout: Annotated[Duration, Field(ge=10)] | None = Field(
+        3 * 3600,
+        description="Sessions idle this long are stopped by jupyterhub-idle-culler. Activity is "
+        "what the session agent sees: notebook kernels running or producing output, terminal "
+        "use, or GPU utilisation at or above gpu_busy_utilisation; an open browser tab alone "
+        "is not activity. Empty: never cull.",
+    )
+    gpu_busy_utilisation: Annotated[int, Field(ge=1, le=100)] = Field(
+        10,
+        description="GPU utilisation (percent) from which a session's GPU counts as busy. "
+        "NVML gives no utilisation for MIG instances: there only kernels and terminals count.",
+    )
     named_servers: bool = Field(
         True,
         description="Users may hold several named sessions at once (e.g. one CPU and one GPU "

@@ -60,10 +60,16 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
     c.Spawner.default_url = settings.sessions.default_url
     c.Spawner.start_timeout = settings.sessions.start_timeout
     c.Spawner.http_timeout = settings.sessions.http_timeout
+    c.Spawner.poll_interval = settings.sessions.poll_interval
+    # activity is what the session agent reports through the portal API (kernels, terminals,
+    # GPU use): not the proxy's count of requests, which an open, idle browser tab keeps up
+    c.JupyterHub.last_activity_interval = 0
     c.JupyterHub.allow_named_servers = settings.sessions.named_servers
     c.JupyterHub.named_server_limit_per_user = 0  # the quota of concurrent slices decides
 
+    culler = idle_culler(settings)
     c.JupyterHub.services = [
+        *([culler] if culler else []),
         {
             "name": service,
             "display": True,
@@ -72,7 +78,7 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
             "command": [sys.executable, "-m", "gpuaf", "api", "--settings", settings_path],
             "environment": {ENV_VAR: settings_path},
             "oauth_no_confirm": True,
-        }
+        },
     ]
     c.JupyterHub.load_roles = [
         {"name": "user", "scopes": ["self", f"access:services!service={service}"]},
@@ -94,6 +100,30 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
                 "read:users:groups",
                 "read:servers",
                 "admin:servers",
+                "users:activity",  # the session agent's reports of real activity
             ],
         },
+        *(
+            [{"name": "idle-culler", "services": ["idle-culler"], "scopes": CULLER_SCOPES}]
+            if culler
+            else []
+        ),
     ]
+
+
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+
+def idle_culler(settings: Settings) -> dict[str, Any] | None:
+    """jupyterhub-idle-culler as a hub-managed service, when sessions.idle_timeout is set."""
+    timeout = settings.sessions.idle_timeout
+    if not timeout:
+        return None
+    every = max(5, min(300, timeout // 4))
+    return {
+        "name": "idle-culler",
+        "command": [
+            sys.executable, "-m", "jupyterhub_idle_culler",
+            f"--timeout={timeout}", f"--cull-every={every}", "--remove-named-servers=false",
+        ],
+    }  # fmt: skip

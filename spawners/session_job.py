@@ -34,6 +34,9 @@ def session_job(
     remote: bool,
 ) -> JobSpec:
     """A local process on ``port``, or a remote job that reports the port it picked."""
+    # the server's own activity reports count an open browser tab's polling as activity:
+    # the session agent reports what the session really does instead (gpuaf.session_activity)
+    env = {k: v for k, v in env.items() if k != "JUPYTERHUB_ACTIVITY_URL"}
     env = {
         **env,
         **settings.sessions.environment,

@@ -9,7 +9,9 @@ understands, and returns where the server listens.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
+import time
 from collections.abc import AsyncIterator
 
 from jupyterhub.spawner import Spawner
@@ -28,7 +30,7 @@ from gpuaf.spawners.form import render_form
 from gpuaf.spawners.session_job import session_job
 from gpuaf.units import format_duration
 
-STATE_KEYS = ("job_id", "profile_name", "session_id", "server_host")
+STATE_KEYS = ("job_id", "profile_name", "session_id", "server_host", "up_since")
 
 
 class SpawnFailed(Exception):
@@ -49,6 +51,7 @@ class SliceSpawner(Spawner):
     profile_name = Unicode("")
     session_id = Unicode("")
     server_host = Unicode("")  # where the server listens, once known: kept in the hub's database
+    up_since = Float(0.0)  # when the server first answered (epoch seconds)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -220,6 +223,9 @@ class SliceSpawner(Spawner):
     def start_polling(self) -> None:
         """Called by the hub once the server answers: the session is running."""
         super().start_polling()
+        if not self.up_since:
+            self.up_since = time.time()
+            self._save_state()
         self._background = asyncio.get_running_loop().create_task(
             self._record("running", "server up")
         )
@@ -231,6 +237,8 @@ class SliceSpawner(Spawner):
         if status.state in (JobState.RUNNING, JobState.PENDING):
             if not self._spawn_pending and not self._start_completed():
                 return await self._end_interrupted_start()
+            if self._unclaimed():
+                return await self._release_unclaimed()
             if self.server:
                 await self._record("running", "server up")
             return None
@@ -238,18 +246,46 @@ class SliceSpawner(Spawner):
         await self._record(final, status.reason or f"job {status.state}")
         return status.exit_code if status.exit_code is not None else 1
 
+    def _unclaimed(self) -> bool:
+        """Up for longer than sessions.connect_timeout, and nobody has connected to it."""
+        limit = self.facility.settings.sessions.connect_timeout
+        if not (limit and self.up_since and self.server) or time.time() - self.up_since < limit:
+            return False
+        orm = self.orm_spawner
+        client = getattr(orm, "oauth_client", None)
+        if client is not None and client.access_tokens:
+            return False  # a browser logged in to the server
+        last = getattr(orm, "last_activity", None)  # only the session agent's reports move it
+        return not (last and last.replace(tzinfo=dt.UTC).timestamp() > self.up_since + 5)
+
+    async def _release_unclaimed(self) -> int:
+        why = "released: nobody connected within " + format_duration(
+            self.facility.settings.sessions.connect_timeout
+        )
+        await self._record("stopping", why)
+        await self.facility.backend.cancel(self.job_id)
+        self.facility.forget_availability()
+        await self._record("stopped", why)
+        await asyncio.to_thread(
+            self.facility.ledger.audit, self.user.name, "session.released",
+            f"{self.user.name}/{self.name}", session=self.session_id, reason="not connected",
+        )  # fmt: skip
+        self.job_id = ""
+        return 0
+
     def _start_completed(self) -> bool:
         return bool(self.server_host)  # recorded in the hub's database once the server is up
 
     async def _end_interrupted_start(self) -> int:
         """The hub stopped during this session's start: free the slice, say so, start afresh."""
+        why = (
+            "the hub restarted while this session was starting; its job was removed so that "
+            "it does not hold a slice. Start the session again."
+        )
+        await self._record("stopping", why)
         await self.facility.backend.cancel(self.job_id)
         self.facility.forget_availability()
-        await self._record(
-            "failed",
-            "the hub restarted while this session was starting; its job was removed so that "
-            "it does not hold a slice. Start the session again.",
-        )
+        await self._record("failed", why)
         self.job_id = ""
         return 1
 
@@ -291,7 +327,7 @@ class SliceSpawner(Spawner):
     def load_state(self, state: dict) -> None:
         super().load_state(state)
         for key in STATE_KEYS:
-            setattr(self, key, state.get(key, ""))
+            setattr(self, key, state.get(key, 0.0 if key == "up_since" else ""))
         if state.get("port"):
             self.port = int(state["port"])
 
@@ -300,6 +336,7 @@ class SliceSpawner(Spawner):
         self.job_id = ""
         self.session_id = ""
         self.server_host = ""
+        self.up_since = 0.0
 
 
 async def _render_options_form(spawner: SliceSpawner) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
+import json
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from alembic import command
 from fastapi import FastAPI, Request
@@ -24,6 +25,7 @@ from gpuaf.ledger import Ledger, migrate
 from gpuaf.ledger.db import alembic_config
 from gpuaf.ledger.models import GpuSample
 from gpuaf.ledger.sessions import open_session, set_state
+from gpuaf.settings import SessionSettings
 
 H200 = "NVIDIA H200"
 
@@ -106,17 +108,32 @@ def posts(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
         (whole_gpu(), {"GPUAF_SIMULATED_GPUS": "1"}, "Simulated GPUs"),
     ],
 )
-def test_without_a_gpu_the_agent_says_so_once_and_exits(posts, nvml, extra, why):
-    assert agent.run(_environ(**extra), os.getppid(), nvml) == 0
+def test_without_a_gpu_the_agent_says_so_once_and_stays_quiet(posts, monkeypatch, nvml, extra, why):
+    parents = iter([1] * 20)  # twenty rounds, then the session's server is gone
+    monkeypatch.setattr(agent.os, "getppid", lambda: next(parents, 2))
+    monkeypatch.setattr(agent, "server_activity", lambda environ, port: None)
+    assert agent.run(_environ(**extra), 1, nvml) == 0
     [report] = posts
     assert report["samples"] == [] and why in report["note"]
     assert report["url"] == "http://portal.invalid/services/portal/api/v1/sessions/s-1/samples"
+
+
+def test_activity_is_reported_when_it_changes_and_only_then(posts, monkeypatch):
+    parents = iter([1] * 30)
+    monkeypatch.setattr(agent.os, "getppid", lambda: next(parents, 2))
+    seen = iter([None, *[{"kernels": 0}] * 5, *[{"kernels": 1}] * 5])
+    monkeypatch.setattr(agent, "server_activity", lambda environ, port: next(seen, {"kernels": 1}))
+    environ = _environ(GPUAF_SIMULATED_GPUS="1")
+    assert agent.run(environ, 1) == 0
+    assert [p.get("activity") for p in posts] == [None, {"kernels": 0}, {"kernels": 1}]
+    assert "Simulated GPUs" in posts[0]["note"] and posts[1]["note"] is None
 
 
 def test_the_agent_reports_until_its_parent_is_gone(posts, monkeypatch):
     parents = iter([1, 1, 1, 1, 2])  # the parent changes: the session is over
     monkeypatch.setattr(agent.os, "getppid", lambda: next(parents, 2))
     nvml = mig_gpu()
+    monkeypatch.setattr(agent, "server_activity", lambda environ, port: None)
     assert agent.run(_environ(CUDA_VISIBLE_DEVICES="MIG-bbbb-0"), 1, nvml) == 0
     assert len(posts) >= 2 and all(len(p["samples"]) == 1 for p in posts)
     assert "MIG" in posts[0]["note"] and all(p["note"] is None for p in posts[1:])
@@ -171,7 +188,18 @@ def api(tmp_path):
     migrate(url)
     ledger = Ledger(url)
     app = FastAPI()
-    app.state.facility = SimpleNamespace(ledger=ledger)
+    settings = SimpleNamespace(sessions=SessionSettings())
+    app.state.facility = SimpleNamespace(ledger=ledger, settings=settings)
+    hub_calls: list[dict] = []
+
+    def hub(request: httpx.Request) -> httpx.Response:  # the hub's activity API, recorded
+        hub_calls.append({"path": request.url.path, **json.loads(request.content)})
+        return httpx.Response(204)
+
+    app.state.identity = SimpleNamespace(
+        hub_auth=SimpleNamespace(api_url="http://hub.invalid/hub/api", api_token="svc"),
+        http=httpx.AsyncClient(transport=httpx.MockTransport(hub)),
+    )
     app.include_router(samples_route.router, prefix="/api/v1")
     app.include_router(sessions_route.router, prefix="/api/v1")
 
@@ -182,7 +210,9 @@ def api(tmp_path):
     sid = open_session(ledger, user="alice", server="", profile="mig", backend="local",
                        gpu_share=0.5)  # fmt: skip
     set_state(ledger, sid, "running", "up")
-    yield SimpleNamespace(app=app, ledger=ledger, sid=sid, client=TestClient(app))
+    yield SimpleNamespace(
+        app=app, ledger=ledger, sid=sid, client=TestClient(app), hub_calls=hub_calls
+    )
     ledger.dispose()
 
 
@@ -211,6 +241,32 @@ def test_the_owner_reports_samples_and_sees_them_summed_up(api):
     assert session["gpu_hours"] >= 0
     with api.ledger.session() as db:
         assert len(db.scalars(select(GpuSample)).all()) == 4
+
+
+def test_real_activity_is_passed_to_the_hub_and_an_idle_gpu_is_not(api):
+    """What jupyterhub-idle-culler weighs: busy GPUs, kernels and terminals, never the future."""
+    api.app.dependency_overrides[get_current_user] = signed_in_as("alice")
+    url = f"/api/v1/sessions/{api.sid}/samples"
+    now = dt.datetime.now(dt.UTC)
+    idle = {**_sample(now, 900, None), "device": "0", "utilisation_pct": 3.0}
+    busy = {**idle, "at": (now - dt.timedelta(seconds=5)).isoformat(), "utilisation_pct": 85.0}
+    assert api.client.post(url, json={"samples": [idle]}).status_code == 204
+    assert api.hub_calls == []  # 3 % is below sessions.gpu_busy_utilisation (10)
+    assert api.client.post(url, json={"samples": [busy, idle]}).status_code == 204
+    [call] = api.hub_calls
+    assert call["path"] == "/hub/api/users/alice/activity"
+    at = dt.datetime.fromisoformat(call["servers"][""]["last_activity"].replace("Z", "+00:00"))
+    assert at == dt.datetime.fromisoformat(busy["at"]) and call["last_activity"]
+    kernel = {"kernels": 1, "busy_kernels": 0, "terminals": 0,
+              "last_activity": (now + dt.timedelta(hours=1)).isoformat()}  # fmt: skip
+    assert api.client.post(url, json={"activity": kernel}).status_code == 204
+    reported = api.hub_calls[-1]["servers"][""]["last_activity"]
+    assert dt.datetime.fromisoformat(reported.replace("Z", "+00:00")) <= dt.datetime.now(dt.UTC)
+    quiet = {**kernel, "last_activity": None}
+    assert api.client.post(url, json={"activity": quiet}).status_code == 204
+    assert len(api.hub_calls) == 2
+    bad = {**kernel, "kernels": -1}
+    assert api.client.post(url, json={"activity": bad}).status_code == 422
 
 
 @pytest.mark.parametrize(

@@ -139,10 +139,19 @@ async def test_a_stopping_session_is_not_moved_back_while_its_job_ends(ledger_ur
     sid = open_session(ledger, user="bob", server="", profile="cpu", backend="local")
     job = await backend.submit(_spec(tmp_path))
     set_state(ledger, sid, "running", job_id=job)
-    set_state(ledger, sid, "stopping", "stop asked")
+    set_state(ledger, sid, "stopping", "released: nobody connected within 20 min")
     assert (await reconcile(ledger, backend, {})).changed == {}
     await backend.cancel(job)
-    assert (await reconcile(ledger, backend, {})).changed == {sid: "stopped"}
+    # the spawner that is stopping it says how it ended: the reconciler leaves it alone...
+    assert (await reconcile(ledger, backend, {})).changed == {}
+    set_state(ledger, sid, "stopped", "released: nobody connected within 20 min")
+    with ledger.session() as db:
+        assert db.get(SessionRecord, sid).reason.startswith("released")
+    # ...unless the stop got stuck (e.g. the hub died while stopping it)
+    other = open_session(ledger, user="bob", server="x", profile="cpu", backend="local")
+    set_state(ledger, other, "stopping", "stop asked", job_id="local-gone")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=11)
+    assert (await reconcile(ledger, backend, {}, now=later)).changed == {other: "lost"}
     ledger.dispose()
 
 
