@@ -59,3 +59,12 @@ def format_duration(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size} {unit}"
     return f"{seconds} s"
+
+
+def approx_duration(seconds: float) -> str:
+    """A rough duration for estimates: "about 40 s", "about 6 min", "about 3 h"."""
+    if seconds < 90:
+        return f"about {max(round(seconds / 10) * 10, 10)} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    return f"about {round(seconds / 3600)} h"

@@ -48,7 +48,10 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
     c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(data / "jupyterhub_cookie_secret")
     c.JupyterHub.template_paths = [str(HUB_TEMPLATES)]
-    c.JupyterHub.template_vars = {"gpuaf_service": service}
+    c.JupyterHub.template_vars = {
+        "gpuaf_service": service,
+        "gpuaf_notices": SessionNotices(settings_path),
+    }
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{portal.proxy_api_port}"
     c.ConfigurableHTTPProxy.command = [proxy_command()]
     c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
@@ -109,6 +112,21 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
             else []
         ),
     ]
+
+
+class SessionNotices:
+    """Template variable: the signed-in user's sessions that were lost or failed lately."""
+
+    def __init__(self, settings_path: str):
+        self.settings_path = settings_path
+
+    def __call__(self, user: Any) -> list:
+        if user is None:
+            return []
+        from gpuaf.facility import facility_for
+        from gpuaf.ledger.sessions import recent_endings
+
+        return recent_endings(facility_for(self.settings_path).ledger, user.name)
 
 
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]

@@ -21,14 +21,14 @@ from traitlets import Float, Unicode, default
 
 from gpuaf.errors import PublicError, UnknownSlice
 from gpuaf.facility import Facility, facility_for
-from gpuaf.ledger.sessions import open_session, set_state
+from gpuaf.ledger.sessions import open_session, set_state, typical_wait
 from gpuaf.policy import QuotaExceeded, check_booking
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import ENV_VAR
 from gpuaf.spawners.backends import JobState, JobStatus
 from gpuaf.spawners.form import render_form
 from gpuaf.spawners.session_job import session_job
-from gpuaf.units import format_duration
+from gpuaf.units import approx_duration, format_duration
 
 STATE_KEYS = ("job_id", "profile_name", "session_id", "server_host", "up_since")
 
@@ -59,6 +59,7 @@ class SliceSpawner(Spawner):
         self._new_event = asyncio.Event()
         self.port_reported = asyncio.Event()
         self._background: asyncio.Task | None = None
+        self._wait_estimate: str | None = None  # worked out once per start
 
     @default("env_keep")
     def _env_keep_default(self) -> list[str]:
@@ -131,6 +132,7 @@ class SliceSpawner(Spawner):
         profile = self._resolve(self.profile_name or (allowed[0].name if allowed else ""))
         self.profile_name = profile.name
         self._events.clear()
+        self._wait_estimate = None
         self.port_reported.clear()
         who, where = self.user.name, f"{self.user.name}/{self.name}"
         self.session_id = await asyncio.to_thread(
@@ -190,12 +192,29 @@ class SliceSpawner(Spawner):
             await asyncio.sleep(self.status_interval)
 
     async def _queued_message(self, profile: SliceProfile, status: JobStatus) -> str:
-        table = await self.facility.availability([profile])
-        eta = table[profile.name].eta_s
         where = f"position {status.queue_position} " if status.queue_position else ""
-        wait = f"; estimated wait {format_duration(eta)}" if eta else ""
         reason = f" ({status.reason})" if status.reason else ""
-        return f"Queued: {where}among jobs waiting for {profile.display_name}{wait}{reason}"
+        return (
+            f"Queued: {where}among jobs waiting for {profile.display_name}"
+            f"{await self._estimate(profile)}{reason}"
+        )
+
+    async def _estimate(self, profile: SliceProfile) -> str:
+        """The batch system's estimate of the wait, or the median of this slice's recent ones."""
+        if self._wait_estimate is None:
+            table = await self.facility.availability([profile])
+            eta = table[profile.name].eta_s
+            if eta:
+                self._wait_estimate = f"; estimated wait {approx_duration(eta)}"
+            else:
+                typical = await asyncio.to_thread(typical_wait, self.facility.ledger, profile.name)
+                self._wait_estimate = (
+                    f"; typical wait {approx_duration(typical[0])} "
+                    f"(median of the last {typical[1]} starts of this slice)"
+                    if typical
+                    else ""
+                )
+        return self._wait_estimate
 
     async def _fail_job(self, status: JobStatus) -> None:
         if status.state == JobState.HELD:

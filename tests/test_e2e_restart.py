@@ -7,6 +7,9 @@ booking), a running session stays reachable, and the ledger is right within one 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+import threading
 import time
 
 import httpx
@@ -22,6 +25,7 @@ from gpuaf.ledger.models import SessionEvent, SessionRecord
 from gpuaf.settings import load_settings
 
 pytestmark = pytest.mark.e2e
+H100 = "1\N{MULTIPLICATION SIGN} H100"  # the profile's display name
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def parts(tmp_path_factory, e2e_ledger_url) -> Parts:
     running = start_parts(
         tmp_path_factory.mktemp("restart"),
         ledger_url=e2e_ledger_url,
-        sessions={"reconcile_interval": "2s"},
+        sessions={"reconcile_interval": "2s", "poll_interval": "3s"},
     )
     yield running
     running.stop()
@@ -78,6 +82,29 @@ def _until(predicate, what: str, parts: Parts, timeout: float = 60):
     raise AssertionError(f"{what} did not happen within {timeout} s\n{parts.log_tail()}")
 
 
+class _Progress(threading.Thread):
+    """Reads the hub's progress stream of a spawn, as the progress page does."""
+
+    def __init__(self, url: str, auth: dict):
+        super().__init__(daemon=True)
+        self.url, self.auth, self.messages = url, auth, []
+
+    def run(self) -> None:
+        with httpx.stream("GET", self.url, headers=self.auth, timeout=120) as reply:
+            for line in reply.iter_lines():
+                if line.startswith("data:"):
+                    event = json.loads(line[5:])
+                    self.messages.append(event.get("message", ""))
+                    if event.get("ready") or event.get("failed"):
+                        return
+
+
+def _follow_progress(url: str, auth: dict) -> _Progress:
+    follower = _Progress(url, auth)
+    follower.start()
+    return follower
+
+
 def _gone(proc: psutil.Process) -> bool:
     try:
         return proc.status() == psutil.STATUS_ZOMBIE
@@ -91,7 +118,8 @@ def _server(parts: Parts, user: str, name: str, auth: dict) -> dict | None:
 
 def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts):
     alice = {"Authorization": f"token {hub_token(login(parts.url, 'alice'), 'alice')}"}
-    carol = {"Authorization": f"token {hub_token(login(parts.url, 'carol'), 'carol')}"}
+    browser = login(parts.url, "carol")
+    carol = {"Authorization": f"token {hub_token(browser, 'carol')}"}
     hub = f"{parts.url}hub/api/users"
     # alice holds both simulated H100s; carol's booking of one waits in the queue
     assert httpx.post(
@@ -121,7 +149,7 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
 
     [(first, history)] = _until(carol_failed, "the interrupted start ending", parts)
     assert "hub restarted while this session was starting" in first.reason
-    assert history == ["requested", "queued", "failed"]
+    assert history == ["requested", "queued", "stopping", "failed"]
     assert _job_states(parts, [first_job]) == {first_job: "cancelled"}  # no slice held
     assert _server(parts, "carol", "train", carol) is None
     # alice's running session: reachable through the new proxy, its record unchanged
@@ -141,6 +169,7 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
         f"{hub}/carol/servers/train", json={"profile": "gpu-1"}, headers=carol, timeout=60
     )
     assert post.status_code == 202, post.text
+    progress = _follow_progress(f"{hub}/carol/servers/train/progress", carol)
     _until(
         lambda: len(_rows(parts, "carol")) == 2 and _rows(parts, "carol")[1][0].job_id, "", parts
     )
@@ -152,6 +181,13 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     _until(lambda: (_server(parts, "carol", "train", carol) or {}).get("ready"), "carol up", parts)
     lab = httpx.get(f"{parts.url}user/carol/train/api/status", headers=carol, timeout=10)
     assert lab.status_code == 200
+    progress.join(timeout=30)
+    messages = progress.messages
+    assert any(m.startswith(f"Booking a {H100} slice") for m in messages), messages
+    assert f"Queued: position 1 among jobs waiting for {H100}" in "\n".join(messages)
+    matched = r"Matched to node 127\.0\.0\.1, GPUs: [01] \(simulated\)"
+    assert any(re.fullmatch(matched, m) for m in messages), messages
+    assert "Server up; connecting" in messages
     # the hub starts its service again; the ledger is right within a round of it
     _until(lambda: parts.api_process() not in (None, api), "the API's restart", parts, 60)
 
@@ -165,3 +201,19 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     assert [r.state for r, _ in _rows(parts, "alice")] == ["stopped"]
     live = _job_states(parts, [r.job_id for r, _ in rows])
     assert list(live.values()) == ["cancelled", "running"]  # one job per booking, one alive
+
+    # -- the batch system forgets carol's running job: lost, and she is told -------------
+    record = parts.data_dir / "local-jobs" / f"{rows[1][0].job_id}.json"
+    pid = json.loads(record.read_text())["pid"]
+    record.unlink()
+    try:
+        _until(lambda: _rows(parts, "carol")[1][0].state == "lost", "lost", parts, 30)
+    finally:
+        psutil.Process(pid).kill()
+    lost = _rows(parts, "carol")[1][0]
+    assert lost.reason == "This machine has no record of the session."
+    _until(lambda: _server(parts, "carol", "train", carol) is None, "the server's end", parts)
+    home = browser.get("/hub/home").text
+    assert "Your session train on gpu-1 was lost" in home
+    assert "This machine has no record of the session." in home
+    assert "Your session train on gpu-1 failed" in home  # the interrupted start, too

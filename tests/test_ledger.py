@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from sqlalchemy import inspect, select
 
 from gpuaf.ledger import Ledger, migrate
-from gpuaf.ledger.models import AuditEvent, SessionRecord
-from gpuaf.ledger.sessions import open_session, sessions_of, set_state
+from gpuaf.ledger.models import AuditEvent, SessionEvent, SessionRecord
+from gpuaf.ledger.sessions import open_session, sessions_of, set_state, typical_wait
 
 pytestmark = pytest.mark.postgres
 
@@ -68,4 +70,24 @@ def test_audit_records_who_what_and_from_where(ledger_url):
     assert (event.actor, event.action, event.client_addr) == ("alice", "session.book", "192.0.2.7")
     assert event.detail == {"profile": "cpu"}
     assert event.at is not None
+    ledger.dispose()
+
+
+def test_typical_wait_is_the_median_of_the_slices_recent_starts(ledger_url):
+    migrate(ledger_url)
+    ledger = Ledger(ledger_url)
+    t0 = dt.datetime(2026, 1, 5, 9, tzinfo=dt.UTC)
+    waits = {"gpu-1": [30, 600, 45, 90], "mig": [5, 7]}
+    for profile, seconds in waits.items():
+        for i, wait in enumerate(seconds):
+            sid = open_session(ledger, user="u", server=str(i), profile=profile, backend="local")
+            with ledger.session() as db:
+                queued = t0 + dt.timedelta(hours=i)
+                db.add(SessionEvent(session_id=sid, state="queued", at=queued))
+                db.add(SessionEvent(session_id=sid, state="starting",
+                                    at=queued + dt.timedelta(seconds=wait)))  # fmt: skip
+    assert typical_wait(ledger, "gpu-1") == (67.5, 4)  # median of 30, 45, 90, 600
+    assert typical_wait(ledger, "gpu-1", last=3) == (90.0, 3)  # the last three: 600, 45, 90
+    assert typical_wait(ledger, "mig") is None  # two starts say too little
+    assert typical_wait(ledger, "cpu") is None
     ledger.dispose()

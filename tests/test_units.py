@@ -1,6 +1,6 @@
 import pytest
 
-from gpuaf.units import duration_s, format_duration, format_mib, memory_mib
+from gpuaf.units import approx_duration, duration_s, format_duration, format_mib, memory_mib
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,12 @@ def test_formats():
     assert format_mib(512) == "512 MiB"
     assert format_duration(28800) == "8 h"
     assert format_duration(90) == "90 s"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(3, "about 10 s"), (44, "about 40 s"), (89, "about 90 s"), (373, "about 6 min"),
+     (5399, "about 90 min"), (5400, "about 2 h"), (3 * 3600 + 100, "about 3 h")],
+)  # fmt: skip
+def test_estimates_are_rounded_for_people(seconds, text):
+    assert approx_duration(seconds) == text

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import statistics
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from gpuaf.ledger.db import Ledger
-from gpuaf.ledger.models import FINAL_STATES, SESSION_STATES, SessionEvent, SessionRecord, utcnow
+from gpuaf.ledger.models import (
+    FINAL_STATES,
+    SESSION_STATES,
+    SessionEvent,
+    SessionRecord,
+    utcnow,
+)
 
 
 def open_session(
@@ -68,3 +78,60 @@ def sessions_of(
         if states:
             query = query.where(SessionRecord.state.in_(states))
         return list(db.scalars(query.order_by(SessionRecord.created_at.desc())))
+
+
+def typical_wait(ledger: Ledger, profile: str, last: int = 20) -> tuple[float, int] | None:
+    """Median seconds from ``queued`` to ``starting`` over the profile's last starts.
+
+    Returns (median, how many starts it is taken over), or None with fewer than 3.
+    """
+    queued = aliased(SessionEvent)
+    started = aliased(SessionEvent)
+    with ledger.session() as db:
+        rows = db.execute(
+            select(queued.at, started.at)
+            .join(SessionRecord, SessionRecord.id == queued.session_id)
+            .join(started, started.session_id == queued.session_id)
+            .where(
+                SessionRecord.profile == profile,
+                queued.state == "queued",
+                started.state == "starting",
+            )
+            .order_by(started.at.desc())
+            .limit(last)
+        ).all()
+    waits = sorted(max((b - a).total_seconds(), 0.0) for a, b in rows)
+    if len(waits) < 3:
+        return None
+    return statistics.median(waits), len(waits)
+
+
+@dataclass(frozen=True)
+class Notice:
+    server: str
+    profile: str
+    state: str
+    reason: str
+    at: str
+
+
+def recent_endings(
+    ledger: Ledger, user: str, within: dt.timedelta = dt.timedelta(hours=24)
+) -> list[Notice]:
+    """The user's sessions that were lost or failed lately: what the home page tells them."""
+    since = utcnow() - within
+    with ledger.session() as db:
+        rows = db.scalars(
+            select(SessionRecord)
+            .where(
+                SessionRecord.user_name == user,
+                SessionRecord.state.in_(("lost", "failed")),
+                SessionRecord.updated_at >= since,
+            )
+            .order_by(SessionRecord.updated_at.desc())
+            .limit(5)
+        ).all()
+        return [
+            Notice(r.server_name, r.profile, r.state, r.reason, f"{r.updated_at:%Y-%m-%d %H:%M}")
+            for r in rows
+        ]
