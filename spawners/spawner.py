@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 
+import sqlalchemy
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import random_port
 from tornado import web
@@ -219,8 +220,9 @@ class SliceSpawner(Spawner):
     async def _fail_job(self, status: JobStatus) -> None:
         if status.state == JobState.HELD:
             await self.facility.backend.cancel(self.job_id)
+            why = (status.reason or "no reason given").rstrip(".")
             message = (
-                f"The batch system held the job: {status.reason or 'no reason given'}. "
+                f"The batch system held the job: {why}. "
                 "The job was removed; nothing is left running."
             )
         else:
@@ -316,9 +318,11 @@ class SliceSpawner(Spawner):
         return url
 
     def _save_state(self) -> None:
-        if self.orm_spawner is not None and self.db is not None:
+        """Write this spawner's state to the hub's database now, not only after the start."""
+        db = sqlalchemy.inspect(self.orm_spawner).session if self.orm_spawner else None
+        if db is not None:
             self.orm_spawner.state = self.get_state()
-            self.db.commit()
+            db.commit()
 
     async def stop(self, now: bool = False) -> None:
         if not self.job_id:

@@ -3,14 +3,22 @@ environment, JupyterLab through the proxy, stop, the job gone."""
 
 from __future__ import annotations
 
+import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
 from support.login import hub_token, login
 from support.stack import start_server, start_stack, wait_until
+
+from gpuaf.ledger.models import SessionRecord
+from gpuaf.settings import load_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 SMALL = {"cpus": 1, "memory": "512M", "walltime": "1h"}
@@ -40,10 +48,12 @@ def _server_of_job(job_id: str) -> psutil.Process:
     raise AssertionError(f"no server process of job {job_id}")
 
 
-def test_a_session_on_a_slurm_shard(slurm, tmp_path):
+@pytest.fixture(scope="module")
+def slurm_stack(slurm, tmp_path_factory, e2e_ledger_url):
     venv_bin = str(Path(sys.executable).parent)
     stack = start_stack(
-        tmp_path,
+        tmp_path_factory.mktemp("slurm-stack"),
+        ledger_url=e2e_ledger_url,
         simulate=None,
         backend={
             "kind": "slurm",
@@ -55,50 +65,152 @@ def test_a_session_on_a_slurm_shard(slurm, tmp_path):
         },
         profiles=SMALL_PROFILES,  # the scratch Slurm node has 8 CPUs and 8000 MiB
     )
+    yield stack
+    assert stack.interrupt() == 0, stack.log_tail()
+
+
+def test_a_session_on_a_slurm_shard(slurm, slurm_stack):
+    stack = slurm_stack
+    client = login(stack.url, "bob")  # neutrino: may book mps-25, a shard
+    token = hub_token(client, "bob")
+    client.close()
+    auth = {"Authorization": f"token {token}"}
+    slices = {s["name"]: s for s in httpx.get(f"{stack.api}/slices", headers=auth).json()}
+    assert slices["mps-25"]["availability"]["capacity"] == 8  # 2 GPUs x 4 shards
+    assert slices["gpu-1"]["availability"]["capacity"] == 2
+
+    start_server(stack, "bob", auth, "mps-25", timeout=90)
+
+    # the job the hub booked is a real Slurm job with the shard's environment
+    jobs = slurm.run("squeue", "--noheader", "--format=%i %T %b").split("\n")
+    [line] = [j for j in jobs if j.strip()]
+    job_id, state, gres = line.split()
+    assert state == "RUNNING" and "shard:1" in gres
+    proc = _server_of_job(job_id)
+    env = proc.environ()
+    assert env["CUDA_VISIBLE_DEVICES"] in ("0", "1")
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+    assert env["SLURM_SHARDS_ON_NODE"] == "1"
+    assert env["JUPYTERHUB_API_TOKEN"]  # loaded from the secrets file by gpuaf-job
+    assert "GPUAF_SECRETS_FILE" not in env
+    assert "SLURM_CONF" not in env or env["SLURM_CONF"] == str(slurm.conf)
+    assert env["GPUAF_PROFILE"] == "mps-25"
+
+    # JupyterLab through the proxy
+    lab = httpx.get(f"{stack.url}user/bob/lab", headers=auth, timeout=30)
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+
+    def busy() -> int:  # the form's figures are cached for a few seconds
+        rows = httpx.get(f"{stack.api}/slices", headers=auth).json()
+        return next(s for s in rows if s["name"] == "mps-25")["availability"]["busy"]
+
+    wait_until(lambda: busy() == 1, 30, "the booking in the availability figures", stack)
+
+    stopped = httpx.delete(f"{stack.url}hub/api/users/bob/server", headers=auth, timeout=60)
+    assert stopped.status_code in (202, 204)
+    wait_until(
+        lambda: job_id not in slurm.run("squeue", "--noheader", "--format=%i"),
+        60,
+        "the job's removal",
+        stack,
+    )
+    wait_until(lambda: not proc.is_running(), 30, "the server's exit", stack)
+
+
+def _progress(stack, user: str, auth: dict) -> list[dict]:
+    """The spawn's progress events until it is ready or failed, as the progress page reads them."""
+    events = []
+    url = f"{stack.url}hub/api/users/{user}/server/progress"
+    with httpx.stream("GET", url, headers=auth, timeout=120) as reply:
+        for line in reply.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1].get("ready") or events[-1].get("failed"):
+                    return events
+    return events
+
+
+def _latest_session(stack, user: str) -> SessionRecord:
+    engine = create_engine(load_settings(stack.settings_path).ledger_url)
+    with Session(engine) as db:
+        record = db.scalars(
+            select(SessionRecord)
+            .where(SessionRecord.user_name == user)
+            .order_by(SessionRecord.created_at.desc())
+        ).first()
+    engine.dispose()
+    return record
+
+
+def _spawn_behind_a_full_node(slurm, stack, auth: dict, then) -> tuple[list[dict], SessionRecord]:
+    """bob books gpu-1 while both GPUs are taken; ``then(job_id)`` acts on his waiting job."""
+    post = httpx.post(
+        f"{stack.url}hub/api/users/bob/server", json={"profile": "gpu-1"}, headers=auth, timeout=60
+    )
+    assert post.status_code in (201, 202), (post.text, slurm.run("squeue", "--format=%i %T %b %r"))
+    done: dict = {}
+    reader = threading.Thread(target=lambda: done.update(events=_progress(stack, "bob", auth)))
+    reader.start()
+    record = wait_until(
+        lambda: (r := _latest_session(stack, "bob")) and r.state == "queued" and r.job_id and r,
+        60,
+        "bob's job in the queue",
+        stack,
+    )
+    wait_until(lambda: record.job_id in slurm.run("squeue", "--noheader", "--format=%i"), 30,
+               "the job in squeue", stack)  # fmt: skip
+    time.sleep(2)  # the progress page has shown the queue position
+    then(record.job_id)
+    reader.join(timeout=90)
+    wait_until(
+        lambda: record.job_id not in slurm.run("squeue", "--noheader", "--format=%i"),
+        60,
+        "the job's removal",
+        stack,
+    )
+    return done["events"], _latest_session(stack, "bob")
+
+
+def test_held_and_failed_sessions_on_slurm(slurm, slurm_stack):
+    stack = slurm_stack
+    client = login(stack.url, "bob")
+    auth = {"Authorization": f"token {hub_token(client, 'bob')}"}
+    client.close()
+    # another user's batch job takes both GPUs of the node
+    blocker = slurm.run(
+        "sbatch", "--parsable", "--gres=gpu:2", "--cpus-per-task=1", "--mem=256M",
+        "--output=/dev/null", "--wrap", "sleep 600",
+    ).strip()  # fmt: skip
     try:
-        client = login(stack.url, "bob")  # neutrino: may book mps-25, a shard
-        token = hub_token(client, "bob")
-        client.close()
-        auth = {"Authorization": f"token {token}"}
-        slices = {s["name"]: s for s in httpx.get(f"{stack.api}/slices", headers=auth).json()}
-        assert slices["mps-25"]["availability"]["capacity"] == 8  # 2 GPUs x 4 shards
-        assert slices["gpu-1"]["availability"]["capacity"] == 2
-
-        start_server(stack, "bob", auth, "mps-25", timeout=90)
-
-        # the job the hub booked is a real Slurm job with the shard's environment
-        jobs = slurm.run("squeue", "--noheader", "--format=%i %T %b").split("\n")
-        [line] = [j for j in jobs if j.strip()]
-        job_id, state, gres = line.split()
-        assert state == "RUNNING" and "shard:1" in gres
-        proc = _server_of_job(job_id)
-        env = proc.environ()
-        assert env["CUDA_VISIBLE_DEVICES"] in ("0", "1")
-        assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
-        assert env["SLURM_SHARDS_ON_NODE"] == "1"
-        assert env["JUPYTERHUB_API_TOKEN"]  # loaded from the secrets file by gpuaf-job
-        assert "GPUAF_SECRETS_FILE" not in env
-        assert "SLURM_CONF" not in env or env["SLURM_CONF"] == str(slurm.conf)
-        assert env["GPUAF_PROFILE"] == "mps-25"
-
-        # JupyterLab through the proxy
-        lab = httpx.get(f"{stack.url}user/bob/lab", headers=auth, timeout=30)
-        assert lab.status_code == 200 and "JupyterLab" in lab.text
-
-        def busy() -> int:  # the form's figures are cached for a few seconds
-            rows = httpx.get(f"{stack.api}/slices", headers=auth).json()
-            return next(s for s in rows if s["name"] == "mps-25")["availability"]["busy"]
-
-        wait_until(lambda: busy() == 1, 30, "the booking in the availability figures", stack)
-
-        stopped = httpx.delete(f"{stack.url}hub/api/users/bob/server", headers=auth, timeout=60)
-        assert stopped.status_code in (202, 204)
         wait_until(
-            lambda: job_id not in slurm.run("squeue", "--noheader", "--format=%i"),
-            60,
-            "the job's removal",
-            stack,
+            lambda: "RUNNING" in slurm.run("squeue", "--noheader", "--format=%T", "-j", blocker),
+            30, "the blocking job", stack,
+        )  # fmt: skip
+        # held: an administrator holds the waiting job; the spawn ends, the job is removed
+        events, record = _spawn_behind_a_full_node(
+            slurm, stack, auth, lambda job: slurm.run("scontrol", "hold", job)
         )
-        wait_until(lambda: not proc.is_running(), 30, "the server's exit", stack)
+        messages = [e.get("message", "") for e in events]
+        assert any(
+            m.startswith("Queued: position 1 among jobs waiting for 1 GPU") for m in messages
+        )
+        assert events[-1].get("failed"), events
+        held = (
+            "The batch system held the job: The job is held by an administrator. "
+            "The job was removed; nothing is left running."
+        )
+        assert held in events[-1]["message"]
+        assert record.state == "failed" and record.reason.startswith("The batch system held")
+
+        # failed: the waiting job is cancelled from outside before its server starts
+        events, record = _spawn_behind_a_full_node(
+            slurm, stack, auth, lambda job: slurm.run("scancel", job)
+        )
+        assert events[-1].get("failed"), events
+        assert record.state == "failed"
+        assert record.reason == "The job was cancelled by an administrator or the batch system."
+        assert record.reason in events[-1]["message"]
+        server = httpx.get(f"{stack.url}hub/api/users/bob", headers=auth).json()["servers"]
+        assert server == {}  # nothing left half-started
     finally:
-        assert stack.interrupt() == 0, stack.log_tail()
+        slurm.run("scancel", blocker, check=False)
