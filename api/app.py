@@ -19,7 +19,7 @@ from jupyterhub.services.auth import HubOAuth
 from gpuaf import __version__
 from gpuaf.api import housekeeping, reconciler
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
-from gpuaf.api.routes import audit, health, me, oauth, samples, sessions, slices
+from gpuaf.api.routes import audit, health, me, oauth, pages, samples, sessions, slices
 from gpuaf.api.tokens import TokenRefused, TokenValidator
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
@@ -65,6 +65,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(sessions.router, prefix=api)
     app.include_router(samples.router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
+    app.include_router(pages.router, prefix=prefix.rstrip("/"))
 
     @app.middleware("http")
     async def trusted_networks(request: Request, call_next):
@@ -97,7 +98,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
 
     @app.get(prefix.rstrip("/") or "/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse(f"{api}/docs", 302)
+        return RedirectResponse(f"{prefix}sessions", 302)  # people first; the API has /docs
 
     return app
 

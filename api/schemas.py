@@ -62,10 +62,12 @@ class SessionOut(BaseModel):
 class SessionUsageOut(SessionOut):
     """A session with what it used of its GPUs, as its session agent reported it."""
 
+    running_s: int  # from the server's start to its end (or now)
     gpu_hours: float  # gpu_share x running time, as quotas count it
     peak_memory_mib: int | None
     energy_wh: float | None  # on MIG instances: the whole parent GPU's
     gpu_note: str | None
+    url: str | None = None  # a running session: its address, to reconnect
 
 
 class GpuSampleIn(BaseModel):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from support.stack import start_server, wait_until
 
 pytestmark = pytest.mark.e2e
+HTML = {"Accept": "text/html"}  # as a browser asks
 
 
 def test_health_answers_without_login(stack):
@@ -73,3 +75,33 @@ def test_slices_follow_groups_and_show_simulated_availability(stack, bob):
     assert slices["mps-25"]["availability"]["note"] == "simulated GPUs"
     assert slices["cpu"]["availability"]["note"] == ""
     assert slices["mps-25"]["mps_pinned_memory_mib"] == 20480
+
+
+def test_my_sessions_page_lists_sessions_with_reconnect(stack, alice, alice_token):
+    auth = {"Authorization": f"token {alice_token}"}
+    start_server(stack, "alice", auth, "cpu")
+    try:
+        home = alice.get("/hub/home").text
+        assert 'href="/services/portal/sessions"' in home
+        page = alice.get("/services/portal/sessions", headers=HTML)  # login follows the hub's
+        assert page.status_code == 200 and "My sessions" in page.text, page.text[:500]
+        assert '<a class="button" href="/user/alice/lab">Reconnect</a>' in page.text
+        rows = httpx.get(f"{stack.api}/sessions", headers=auth).json()
+        running = [r for r in rows if r["state"] == "running"]
+        assert [r["url"] for r in running] == ["/user/alice/lab"]
+        assert running[0]["running_s"] >= 0
+        assert alice.get("/user/alice/lab").status_code == 200  # the link reconnects
+    finally:
+        httpx.delete(f"{stack.url}hub/api/users/alice/server", headers=auth, timeout=60)
+    page = wait_until(
+        lambda: (
+            (text := alice.get("/services/portal/sessions?page=1", headers=HTML).text)
+            and "Reconnect" not in text
+            and text
+        ),
+        30,
+        "the page without a running session",
+        stack,
+    )
+    assert "stopped" in page
+    assert alice.get("/services/portal/sessions?page=0").status_code == 422

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -9,6 +10,7 @@ from sqlalchemy.orm import selectinload
 
 from gpuaf.api.deps import CurrentUser, FacilityDep
 from gpuaf.api.schemas import Problem, SessionEventOut, SessionUsageOut
+from gpuaf.facility import Facility
 from gpuaf.ledger.models import SessionRecord, utcnow
 from gpuaf.ledger.samples import GpuSummary, summaries
 from gpuaf.policy import _hours_in as running_hours
@@ -30,9 +32,16 @@ def my_sessions(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[SessionUsageOut]:
+    return sessions_of_user(facility, user.name, limit, offset)
+
+
+def sessions_of_user(
+    facility: Facility, user: str, limit: int, offset: int
+) -> list[SessionUsageOut]:
+    """The user's sessions, newest first, with use and, for a running one, where to reconnect."""
     query = (
         select(SessionRecord)
-        .where(SessionRecord.user_name == user.name)
+        .where(SessionRecord.user_name == user)
         .options(selectinload(SessionRecord.events))
         .order_by(SessionRecord.created_at.desc())
         .offset(offset)
@@ -49,10 +58,18 @@ def my_sessions(
                 gpu_ids=r.gpu_ids, created_at=r.created_at, updated_at=r.updated_at,
                 history=[SessionEventOut(state=e.state, at=e.at, reason=e.reason)
                          for e in r.events],
+                running_s=round(running_hours(r.events, EPOCH, now) * 3600),
                 gpu_hours=round(r.gpu_share * running_hours(r.events, EPOCH, now), 4),
                 peak_memory_mib=used.get(r.id, GpuSummary()).peak_memory_mib,
                 energy_wh=used.get(r.id, GpuSummary()).energy_wh,
                 gpu_note=r.gpu_note,
+                url=server_url(facility, user, r.server_name) if r.state == "running" else None,
             )
             for r in records
         ]  # fmt: skip
+
+
+def server_url(facility: Facility, user: str, server: str) -> str:
+    """Where a running session is reached: the hub's route to it, on its default page."""
+    path = f"/user/{quote(user, safe='')}/" + (f"{quote(server, safe='')}/" if server else "")
+    return path + facility.settings.sessions.default_url.lstrip("/")
