@@ -50,3 +50,15 @@ def leftover_proxy(pid_file: Path) -> psutil.Process | None:
     except (OSError, ValueError, psutil.Error):
         return None
     return proc if PROXY_NAME in cmdline else None
+
+
+def main(argv: list[str]) -> None:
+    """``python -m gpuaf.restart MODULE ARGS…``: run a hub service that ends with its hub."""
+    if not argv:
+        raise SystemExit("usage: python -m gpuaf.restart MODULE [ARGS…]")
+    die_with_parent()  # kept across exec: the service is still the hub's child
+    os.execv(sys.executable, [sys.executable, "-m", *argv])  # noqa: S606 - argument list
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -141,7 +141,8 @@ def idle_culler(settings: Settings) -> dict[str, Any] | None:
     return {
         "name": "idle-culler",
         "command": [
-            sys.executable, "-m", "jupyterhub_idle_culler",
+            # through gpuaf.restart: the culler ends with its hub, even after kill -9
+            sys.executable, "-m", "gpuaf.restart", "jupyterhub_idle_culler",
             f"--timeout={timeout}", f"--cull-every={every}", "--remove-named-servers=false",
         ],
     }  # fmt: skip

@@ -14,13 +14,11 @@ import time
 import httpx
 import psutil
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
+from support.ledger_rows import audit_actions, latest_session
 from support.login import hub_token, login
 from support.stack import Stack, start_server, start_stack, wait_until
 
-from gpuaf.ledger.models import AuditEvent, SessionRecord
-from gpuaf.settings import load_settings
+from gpuaf.ledger.models import SessionRecord
 
 pytestmark = pytest.mark.e2e
 CONNECT_S, IDLE_S = 8, 20
@@ -44,16 +42,8 @@ def idle_stack(tmp_path_factory, e2e_ledger_url) -> Stack:
 
 
 def _session(stack: Stack, user: str) -> SessionRecord:
-    engine = create_engine(load_settings(stack.settings_path).ledger_url)
-    with Session(engine) as db:
-        record = db.scalars(
-            select(SessionRecord)
-            .where(SessionRecord.user_name == user)
-            .order_by(SessionRecord.created_at.desc())
-        ).first()
-        audits = db.scalars(select(AuditEvent.action).where(AuditEvent.actor == user)).all()
-    engine.dispose()
-    record.audits = audits
+    record = latest_session(stack.settings_path, user)
+    record.audits = audit_actions(stack.settings_path, user)
     return record
 
 

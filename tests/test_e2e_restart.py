@@ -9,61 +9,67 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import threading
-import time
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
+from support.ledger_rows import sessions_with_history
 from support.login import hub_token, login
 from support.parts import Parts, start_parts
+from support.stack import wait_until
 
 from gpuaf.facility import Facility
-from gpuaf.ledger.models import SessionEvent, SessionRecord
+from gpuaf.ledger.models import SessionRecord
 from gpuaf.settings import load_settings
 
 pytestmark = pytest.mark.e2e
 H100 = "1\N{MULTIPLICATION SIGN} H100"  # the profile's display name
+GONE = ("cancelled", "unknown")  # Slurm forgets a cancelled job after MinJobAge
 
 
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory, e2e_ledger_url) -> Parts:
+SMALL = {"cpus": 1, "memory": "512M", "walltime": "1h"}
+SLURM_PROFILES = [  # the scratch Slurm node: 2 fake GPUs, 8 CPUs, 8000 MiB
+    {"name": "gpu-1", "display_name": H100, "kind": "gpu", "gpus": 1, **SMALL},
+    {"name": "gpu-2", "display_name": "2 GPUs", "kind": "gpu", "gpus": 2, **SMALL},
+]
+
+
+@pytest.fixture(scope="module", params=["local", "slurm"])
+def parts(request, tmp_path_factory, e2e_ledger_url) -> Parts:
+    sessions = {"reconcile_interval": "2s", "poll_interval": "3s"}
+    changes: dict = {}
+    if request.param == "slurm":
+        request.applymarker(pytest.mark.slurm)
+        slurm = request.getfixturevalue("slurm")
+        venv_bin = str(Path(sys.executable).parent)
+        sessions |= {
+            "singleuser_cmd": ["jupyterhub-singleuser", "--allow-root"],
+            "environment": {"PATH": f"{venv_bin}:/usr/bin:/bin"},
+        }
+        changes = {
+            "simulate": None,
+            "backend": {
+                "kind": "slurm",
+                "slurm": {**slurm.backend_settings()["slurm"], "conf": str(slurm.conf)},
+            },
+            "profiles": SLURM_PROFILES,
+        }
     running = start_parts(
-        tmp_path_factory.mktemp("restart"),
+        tmp_path_factory.mktemp(f"restart-{request.param}"),
         ledger_url=e2e_ledger_url,
-        sessions={"reconcile_interval": "2s", "poll_interval": "3s"},
+        sessions=sessions,
+        **changes,
     )
+    running.kind = request.param
     yield running
     running.stop()
 
 
 def _rows(parts: Parts, user: str) -> list[tuple[SessionRecord, list[str]]]:
-    engine = create_engine(load_settings(parts.settings_path).ledger_url)
-    with Session(engine) as db:
-        rows = list(
-            db.scalars(
-                select(SessionRecord)
-                .where(SessionRecord.user_name == user)
-                .order_by(SessionRecord.created_at)
-            )
-        )
-        out = [
-            (
-                r,
-                list(
-                    db.scalars(
-                        select(SessionEvent.state)
-                        .where(SessionEvent.session_id == r.id)
-                        .order_by(SessionEvent.id)
-                    )
-                ),
-            )
-            for r in rows
-        ]
-    engine.dispose()
-    return out
+    return sessions_with_history(parts.settings_path, user)
 
 
 def _job_states(parts: Parts, jobs: list[str]) -> dict[str, str]:
@@ -73,13 +79,7 @@ def _job_states(parts: Parts, jobs: list[str]) -> dict[str, str]:
 
 
 def _until(predicate, what: str, parts: Parts, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen within {timeout} s\n{parts.log_tail()}")
+    return wait_until(predicate, timeout, what, parts)
 
 
 class _Progress(threading.Thread):
@@ -137,10 +137,11 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     first_job = queued[0].job_id
 
     # -- kill -9 of the hub while carol's spawn waits ------------------------------------
-    api = parts.api_process()
-    assert api is not None
+    api, culler = parts.api_process(), parts.culler_process()
+    assert api is not None and culler is not None
     parts.kill_hub()
     _until(lambda: _gone(api), "the portal API's end with its hub", parts, 15)
+    _until(lambda: _gone(culler), "the idle culler's end with its hub", parts, 15)
     parts.start_hub()
 
     def carol_failed():
@@ -150,7 +151,7 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     [(first, history)] = _until(carol_failed, "the interrupted start ending", parts)
     assert "hub restarted while this session was starting" in first.reason
     assert history == ["requested", "queued", "stopping", "failed"]
-    assert _job_states(parts, [first_job]) == {first_job: "cancelled"}  # no slice held
+    assert _job_states(parts, [first_job])[first_job] in GONE  # no slice held
     assert _server(parts, "carol", "train", carol) is None
     # alice's running session: reachable through the new proxy, its record unchanged
     status = httpx.get(f"{parts.url}user/alice/api/status", headers=alice, timeout=10)
@@ -185,7 +186,10 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     messages = progress.messages
     assert any(m.startswith(f"Booking a {H100} slice") for m in messages), messages
     assert f"Queued: position 1 among jobs waiting for {H100}" in "\n".join(messages)
-    matched = r"Matched to node 127\.0\.0\.1, GPUs: [01] \(simulated\)"
+    matched = {
+        "local": r"Matched to node 127\.0\.0\.1, GPUs: [01] \(simulated\)",
+        "slurm": r"Matched to node \S+, GPUs: [01]",
+    }[parts.kind]
     assert any(re.fullmatch(matched, m) for m in messages), messages
     assert "Server up; connecting" in messages
     # the hub starts its service again; the ledger is right within a round of it
@@ -200,7 +204,10 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     assert rows[1][1] == ["requested", "queued", "starting", "running"]
     assert [r.state for r, _ in _rows(parts, "alice")] == ["stopped"]
     live = _job_states(parts, [r.job_id for r, _ in rows])
-    assert list(live.values()) == ["cancelled", "running"]  # one job per booking, one alive
+    states = list(live.values())  # one job per booking, one alive
+    assert states[0] in GONE and states[1] == "running", states
+    if parts.kind != "local":
+        return  # a Slurm job cannot be made to vanish without a trace here
 
     # -- the batch system forgets carol's running job: lost, and she is told -------------
     record = parts.data_dir / "local-jobs" / f"{rows[1][0].job_id}.json"

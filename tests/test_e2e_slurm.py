@@ -12,13 +12,11 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session
+from support.ledger_rows import latest_session
 from support.login import hub_token, login
 from support.stack import start_server, start_stack, wait_until
 
 from gpuaf.ledger.models import SessionRecord
-from gpuaf.settings import load_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slurm]
 SMALL = {"cpus": 1, "memory": "512M", "walltime": "1h"}
@@ -131,15 +129,7 @@ def _progress(stack, user: str, auth: dict) -> list[dict]:
 
 
 def _latest_session(stack, user: str) -> SessionRecord:
-    engine = create_engine(load_settings(stack.settings_path).ledger_url)
-    with Session(engine) as db:
-        record = db.scalars(
-            select(SessionRecord)
-            .where(SessionRecord.user_name == user)
-            .order_by(SessionRecord.created_at.desc())
-        ).first()
-    engine.dispose()
-    return record
+    return latest_session(stack.settings_path, user)
 
 
 def _spawn_behind_a_full_node(slurm, stack, auth: dict, then) -> tuple[list[dict], SessionRecord]:

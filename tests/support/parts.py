@@ -34,6 +34,7 @@ class Parts:
     idp: subprocess.Popen
     hub: subprocess.Popen | None = None
     hubs_started: int = 0
+    kind: str = "local"  # the backend
     logs: list[Path] = field(default_factory=list)
 
     @property
@@ -64,13 +65,19 @@ class Parts:
 
     def api_process(self) -> psutil.Process | None:
         """The portal API the hub started (its child running `gpuaf api`)."""
+        return self.service_process(lambda cmdline: cmdline[3:4] == ["api"])
+
+    def culler_process(self) -> psutil.Process | None:
+        return self.service_process(lambda cmdline: "jupyterhub_idle_culler" in cmdline)
+
+    def service_process(self, match) -> psutil.Process | None:
         try:
             children = psutil.Process(self.hub.pid).children()
         except psutil.NoSuchProcess:
             return None
         for child in children:
             try:
-                if child.status() != psutil.STATUS_ZOMBIE and child.cmdline()[3:4] == ["api"]:
+                if child.status() != psutil.STATUS_ZOMBIE and match(child.cmdline()):
                     return child
             except psutil.Error:
                 continue
