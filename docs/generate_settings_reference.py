@@ -27,11 +27,13 @@ from gpuaf.gpus import MODELS
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import (
     BackendSettings,
+    GridSiteSettings,
     GroupSettings,
     HTCondorSettings,
     IAMSettings,
     LedgerSettings,
     LocalBackendSettings,
+    NotebookJobSettings,
     PortalSettings,
     QuotaSettings,
     SessionSettings,
@@ -93,6 +95,12 @@ INTROS: dict[str, str] = {
     "backend.slurm": "Settings of the `slurm` backend: partition, commands, and how MPS "
     "profiles map to GRES (`shard` or `mps`).",
     "sessions": "The interactive sessions: what they run and how long a start may take.",
+    "notebooks": "Notebook jobs (`gpuaf submit`): a notebook run by papermill as a batch "
+    "job, one item per parameter set of a sweep. Each job's folder is "
+    "`~/<output_dir>/<job id>/`. See docs/user/notebooks.md and docs/admin/grid.md.",
+    "notebooks.grid_sites": "Grid computing elements reached through HTCondor's grid "
+    "universe, as a mapping from site name (`--target grid:<name>`) to the keys below. "
+    "An `arc` site needs `token_file` or `x509_proxy`; `arc_rte` is for `arc` sites only.",
     "ledger": "The portal's database: sessions, their state history, users and the audit "
     "trail. SQLite in the data directory by default; PostgreSQL through a SQLAlchemy URL "
     "such as `postgresql+psycopg://gpuaf@db.example.org/gpuaf`. The schema is brought up "
@@ -111,6 +119,8 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("backend.slurm", SlurmSettings, "backend.slurm"),
     ("sessions", SessionSettings, "sessions"),
     ("ledger", LedgerSettings, "ledger"),
+    ("notebooks", NotebookJobSettings, "notebooks"),
+    ("notebooks.grid_sites", GridSiteSettings, "notebooks.grid_sites.<site>"),
 ]
 
 UNITS = {duration_s: "duration", memory_mib: "memory size"}

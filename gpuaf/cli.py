@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gpuaf import __version__, cli_slices
+from gpuaf import __version__, cli_slices, cli_submit
 from gpuaf.errors import PublicError, SettingsError
 from gpuaf.settings import ENV_VAR, EXAMPLE, Settings, load_settings
 
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     with_settings(sub.add_parser("migrate", help="bring the ledger schema up to date"))
     slices = with_settings(sub.add_parser("slices", help="the slice catalogue, availability"))
     cli_slices.add_arguments(slices, DEFAULT_SIMULATION)
+    submit = with_settings(sub.add_parser("submit", help="a notebook as a batch job (--dry-run)"))
+    cli_submit.add_arguments(submit)
     node = sub.add_parser("node", help="GPU worker tools: `gpuaf node inspect`")
     node.add_argument("node_args", nargs=argparse.REMAINDER, metavar="inspect ...")
     return p
@@ -190,6 +192,10 @@ def cmd_slices(args: argparse.Namespace) -> int:
     return cli_slices.run(settings, args)
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    return cli_submit.run(load_settings(args.settings), args)
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     from gpuaf import node
 
@@ -231,4 +237,5 @@ COMMANDS = {
     "api": cmd_api,
     "migrate": cmd_migrate,
     "slices": cmd_slices,
+    "submit": cmd_submit,
 }
