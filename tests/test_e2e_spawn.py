@@ -10,8 +10,8 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
-from support.login import xsrf_headers
-from support.stack import start_server
+from support.login import hub_token, xsrf_headers
+from support.stack import start_server, wait_until
 
 from gpuaf.ledger.models import SessionEvent, SessionRecord
 from gpuaf.settings import load_settings
@@ -135,3 +135,37 @@ def test_session_life_cycle_through_the_rest_api(stack, alice_token):
     assert mine[0].gpu_ids in (["0"], ["1"])
     assert history[mine[0].id][:4] == ["requested", "queued", "starting", "running"]
     assert history[mine[0].id][-2:] == ["stopping", "stopped"]
+
+
+def test_named_servers_share_the_quota_of_concurrent_slices(stack, bob):
+    """bob's group allows one session at once: a second, named one is refused until he stops."""
+    auth = {"Authorization": f"token {hub_token(bob, 'bob')}"}
+    users = f"{stack.url}hub/api/users/bob"
+    start_server(stack, "bob", auth, "cpu")
+    try:
+        second = httpx.post(f"{users}/servers/gpu", json={"profile": "gpu-1"}, headers=auth,
+                            timeout=60)  # fmt: skip
+        assert second.status_code == 403
+        assert "Your quota allows 1 session(s) at once and you have 1" in second.json()["message"]
+        assert "gpu" not in httpx.get(users, headers=auth).json()["servers"]
+    finally:
+        httpx.delete(f"{users}/server", headers=auth, timeout=60)
+    wait_until(
+        lambda: not httpx.get(users, headers=auth).json()["servers"], 60, "bob's stop", stack
+    )
+    named = httpx.post(f"{users}/servers/gpu", json={"profile": "gpu-1"}, headers=auth, timeout=60)
+    assert named.status_code in (201, 202), named.text
+    wait_until(
+        lambda: httpx.get(users, headers=auth).json()["servers"].get("gpu", {}).get("ready"),
+        60, "bob's named server", stack,
+    )  # fmt: skip
+    lab = httpx.get(f"{stack.url}user/bob/gpu/api/status", headers=auth, timeout=10)
+    assert lab.status_code == 200
+    [row] = [
+        r for r in _session_rows(stack, "bob")[0] if r.server_name == "gpu" and r.state == "running"
+    ]
+    assert row.profile == "gpu-1"
+    httpx.delete(f"{users}/servers/gpu", headers=auth, timeout=60)
+    wait_until(
+        lambda: not httpx.get(users, headers=auth).json()["servers"], 60, "the named stop", stack
+    )

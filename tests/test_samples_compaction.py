@@ -150,7 +150,7 @@ def ledger(ledger_url):
 
 def sessions_api(ledger: Ledger) -> TestClient:
     app = FastAPI()
-    app.state.facility = SimpleNamespace(ledger=ledger)
+    app.state.facility = SimpleNamespace(ledger=ledger, settings=load_settings())
     app.include_router(sessions_route.router, prefix="/api/v1")
     app.dependency_overrides[get_current_user] = lambda: PortalUser(
         "alice", ("higgs",), False, "token"
