@@ -35,3 +35,13 @@ install_node() {
   step "installing configurable-http-proxy and the demo identity provider (npm)"
   npm ci --no-audit --no-fund --loglevel=error
 }
+
+build_labextension() {  # the JupyterLab extension of sessions (labextension/README.md)
+  step "building the JupyterLab extension (npm)"
+  local core  # the installed JupyterLab's shared package versions
+  core="$(.venv/bin/python -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')"
+  npm ci --prefix labextension --no-audit --no-fund --loglevel=error
+  JUPYTERLAB_CORE="$core" npm run --prefix labextension --silent build >/dev/null
+  mkdir -p .venv/share/jupyter/labextensions
+  ln -sfn "$PWD/gpuaf/labext/labextension" .venv/share/jupyter/labextensions/gpuaf-labextension
+}

@@ -44,8 +44,12 @@ def session_job(
         # where the session agent reports GPU samples (gpuaf.agent)
         "GPUAF_PORTAL_URL": f"{settings.portal.url}services/{settings.portal.service_name}",
         "GPUAF_PROFILE": profile.name,
+        # the frozen environment of a notebook job names the session's image (gpuaf.labext)
+        **({"GPUAF_IMAGE": settings.sessions.image} if settings.sessions.image else {}),
     }
+    # "Submit as batch job" in JupyterLab: the server side of it (gpuaf.labext)
     singleuser = [*settings.sessions.singleuser_cmd, *args]
+    singleuser.append("--ServerApp.jpserver_extensions=gpuaf.labext=True")
     tags = {"portal": "gpuaf", "user": user, "session": session_id, "profile": profile.name}
     common = {
         "name": f"gpuaf-{session_id}",
