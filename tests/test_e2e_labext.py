@@ -92,6 +92,7 @@ def test_submit_button_dialog_and_request_in_chromium(
     page.keyboard.press("Control+A")
     page.keyboard.type("0.05")
     dialog.locator("#gpuaf-sweep-name").select_option("epochs")
+    assert dialog.locator("#gpuaf-param-epochs").is_disabled()  # swept, not a parameter
     dialog.locator("#gpuaf-sweep-values").fill("1, 2")
     dialog.locator("#gpuaf-sweep-values").focus()
     with page.expect_response(

@@ -180,6 +180,14 @@ class SubmitBody extends Widget implements Dialog.IBodyWidget<IState> {
         sweep.append(option);
       }
       row('Sweep over', sweep.id, sweep);
+      const sweepOnly = () => {
+        // the swept parameter takes its values from the sweep, not from its own field
+        n.querySelectorAll<HTMLInputElement>('input.gpuaf-param').forEach(input => {
+          input.disabled = input.dataset.name === sweep.value;
+        });
+      };
+      sweep.addEventListener('change', sweepOnly);
+      sweepOnly();
       const values = el('input', { id: 'gpuaf-sweep-values', type: 'text', placeholder: '0.1, 0.01 or [0.1, 0.01]' });
       values.value = state.sweepValues;
       row('Values', values.id, values);
