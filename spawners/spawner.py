@@ -9,12 +9,9 @@ understands, and returns where the server listens.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import time
-from collections.abc import AsyncIterator
 
-import sqlalchemy
 from jupyterhub.spawner import Spawner
 from jupyterhub.utils import random_port
 from tornado import web
@@ -22,14 +19,16 @@ from traitlets import Float, Unicode, default
 
 from gpuaf.errors import PublicError, UnknownSlice
 from gpuaf.facility import Facility, facility_for
-from gpuaf.ledger.sessions import open_session, set_state, typical_wait
+from gpuaf.ledger.sessions import open_session, set_state
 from gpuaf.policy import QuotaExceeded, check_booking
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import ENV_VAR
 from gpuaf.spawners.backends import JobState, JobStatus
 from gpuaf.spawners.form import render_form
+from gpuaf.spawners.progress import ProgressMixin
+from gpuaf.spawners.recovery import RecoveryMixin
 from gpuaf.spawners.session_job import session_job
-from gpuaf.units import approx_duration, format_duration
+from gpuaf.units import format_duration
 
 STATE_KEYS = ("job_id", "profile_name", "session_id", "server_host", "up_since")
 
@@ -42,7 +41,7 @@ class SpawnFailed(Exception):
         self.jupyterhub_message = message
 
 
-class SliceSpawner(Spawner):
+class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
     settings_file = Unicode(
         "", config=True, help="gpuaf settings; empty: $GPUAF_SETTINGS or the embedded defaults."
     )
@@ -98,27 +97,6 @@ class SliceSpawner(Spawner):
             raise web.HTTPError(400, err.message, reason="Unknown slice profile")
         return profile
 
-    # -- progress ----------------------------------------------------------
-    def _emit(self, progress: int, message: str) -> None:
-        if self._events and self._events[-1]["message"] == message:
-            return
-        self._events.append({"progress": progress, "message": message})
-        self._new_event.set()
-
-    async def progress(self) -> AsyncIterator[dict]:
-        sent = 0
-        while True:
-            while sent < len(self._events):
-                yield self._events[sent]
-                sent += 1
-            if not self._spawn_pending and self._events:
-                return
-            self._new_event.clear()
-            try:
-                await asyncio.wait_for(self._new_event.wait(), timeout=1.0)
-            except TimeoutError:
-                continue
-
     async def _record(self, state: str, reason: str = "", **fields) -> None:
         if self.session_id:
             await asyncio.to_thread(
@@ -164,6 +142,17 @@ class SliceSpawner(Spawner):
         self._save_state()  # a hub killed from here on finds the job in its database
         await self._record("queued", "submitted to the batch system", job_id=self.job_id)
         self._emit(15, f"Submitted to {backend.name} as job {self.job_id}")
+        try:
+            return await self._until_up(profile, remote)
+        except asyncio.CancelledError:  # the hub gave up: Spawner.start_timeout
+            await self._abandon(
+                f"The session did not start within {format_duration(int(self.start_timeout))}; "
+                "its job was removed so that it does not hold a place in the queue or a slice."
+            )
+            raise
+
+    async def _until_up(self, profile: SliceProfile, remote: bool) -> tuple[str, int]:
+        backend = self.facility.backend
         status = await self._wait_running(profile)
         gpus = ", ".join(status.gpus) or "none"
         sim = " (simulated)" if status.gpus and backend.simulated else ""
@@ -191,31 +180,6 @@ class SliceSpawner(Spawner):
             elif status.state.final or status.state == JobState.HELD:
                 await self._fail_job(status)
             await asyncio.sleep(self.status_interval)
-
-    async def _queued_message(self, profile: SliceProfile, status: JobStatus) -> str:
-        where = f"position {status.queue_position} " if status.queue_position else ""
-        reason = f" ({status.reason})" if status.reason else ""
-        return (
-            f"Queued: {where}among jobs waiting for {profile.display_name}"
-            f"{await self._estimate(profile)}{reason}"
-        )
-
-    async def _estimate(self, profile: SliceProfile) -> str:
-        """The batch system's estimate of the wait, or the median of this slice's recent ones."""
-        if self._wait_estimate is None:
-            table = await self.facility.availability([profile])
-            eta = table[profile.name].eta_s
-            if eta:
-                self._wait_estimate = f"; estimated wait {approx_duration(eta)}"
-            else:
-                typical = await asyncio.to_thread(typical_wait, self.facility.ledger, profile.name)
-                self._wait_estimate = (
-                    f"; typical wait {approx_duration(typical[0])} "
-                    f"(median of the last {typical[1]} starts of this slice)"
-                    if typical
-                    else ""
-                )
-        return self._wait_estimate
 
     async def _fail_job(self, status: JobStatus) -> None:
         if status.state == JobState.HELD:
@@ -266,63 +230,6 @@ class SliceSpawner(Spawner):
         final = "lost" if status.state == JobState.UNKNOWN else "stopped"
         await self._record(final, status.reason or f"job {status.state}")
         return status.exit_code if status.exit_code is not None else 1
-
-    def _unclaimed(self) -> bool:
-        """Up for longer than sessions.connect_timeout, and nobody has connected to it."""
-        limit = self.facility.settings.sessions.connect_timeout
-        if not (limit and self.up_since and self.server) or time.time() - self.up_since < limit:
-            return False
-        orm = self.orm_spawner
-        client = getattr(orm, "oauth_client", None)
-        if client is not None and client.access_tokens:
-            return False  # a browser logged in to the server
-        last = getattr(orm, "last_activity", None)  # only the session agent's reports move it
-        return not (last and last.replace(tzinfo=dt.UTC).timestamp() > self.up_since + 5)
-
-    async def _release_unclaimed(self) -> int:
-        why = "released: nobody connected within " + format_duration(
-            self.facility.settings.sessions.connect_timeout
-        )
-        await self._record("stopping", why)
-        await self.facility.backend.cancel(self.job_id)
-        self.facility.forget_availability()
-        await self._record("stopped", why)
-        await asyncio.to_thread(
-            self.facility.ledger.audit, self.user.name, "session.released",
-            f"{self.user.name}/{self.name}", session=self.session_id, reason="not connected",
-        )  # fmt: skip
-        self.job_id = ""
-        return 0
-
-    def _start_completed(self) -> bool:
-        return bool(self.server_host)  # recorded in the hub's database once the server is up
-
-    async def _end_interrupted_start(self) -> int:
-        """The hub stopped during this session's start: free the slice, say so, start afresh."""
-        why = (
-            "the hub restarted while this session was starting; its job was removed so that "
-            "it does not hold a slice. Start the session again."
-        )
-        await self._record("stopping", why)
-        await self.facility.backend.cancel(self.job_id)
-        self.facility.forget_availability()
-        await self._record("failed", why)
-        self.job_id = ""
-        return 1
-
-    async def get_url(self) -> str:
-        """After a hub restart: where the server listens, from the state kept in the database."""
-        url = await super().get_url()
-        if self.server_host and self.port and self.server and not self.server.port:
-            return f"http://{self.server_host}:{self.port}"
-        return url
-
-    def _save_state(self) -> None:
-        """Write this spawner's state to the hub's database now, not only after the start."""
-        db = sqlalchemy.inspect(self.orm_spawner).session if self.orm_spawner else None
-        if db is not None:
-            self.orm_spawner.state = self.get_state()
-            db.commit()
 
     async def stop(self, now: bool = False) -> None:
         if not self.job_id:

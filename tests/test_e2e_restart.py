@@ -39,7 +39,7 @@ SLURM_PROFILES = [  # the scratch Slurm node: 2 fake GPUs, 8 CPUs, 8000 MiB
 
 @pytest.fixture(scope="module", params=["local", "slurm"])
 def parts(request, tmp_path_factory, e2e_ledger_url) -> Parts:
-    sessions = {"reconcile_interval": "2s", "poll_interval": "3s"}
+    sessions = {"reconcile_interval": "2s", "poll_interval": "3s", "start_timeout": "30s"}
     changes: dict = {}
     if request.param == "slurm":
         request.applymarker(pytest.mark.slurm)
@@ -206,8 +206,10 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     live = _job_states(parts, [r.job_id for r, _ in rows])
     states = list(live.values())  # one job per booking, one alive
     assert states[0] in GONE and states[1] == "running", states
-    if parts.kind != "local":
-        return  # a Slurm job cannot be made to vanish without a trace here
+    if parts.kind != "local":  # a Slurm job cannot be made to vanish without a trace here
+        httpx.delete(f"{hub}/carol/servers/train", headers=carol, timeout=60)
+        _until(lambda: _server(parts, "carol", "train", carol) is None, "carol's stop", parts)
+        return
 
     # -- the batch system forgets carol's running job: lost, and she is told -------------
     record = parts.data_dir / "local-jobs" / f"{rows[1][0].job_id}.json"
@@ -224,3 +226,34 @@ def test_kill_9_of_hub_and_api_mid_spawn_loses_nothing_and_doubles_nothing(parts
     assert "Your session train on gpu-1 was lost" in home
     assert "This machine has no record of the session." in home
     assert "Your session train on gpu-1 failed" in home  # the interrupted start, too
+
+
+def test_a_start_that_outlives_the_start_timeout_ends_cleanly(parts):
+    alice = {"Authorization": f"token {hub_token(login(parts.url, 'alice'), 'alice')}"}
+    carol = {"Authorization": f"token {hub_token(login(parts.url, 'carol'), 'carol')}"}
+    hub = f"{parts.url}hub/api/users"
+    booked = httpx.post(f"{hub}/alice/server", json={"profile": "gpu-2"}, headers=alice, timeout=60)
+    assert booked.is_success, booked.text
+    _until(lambda: (_server(parts, "alice", "", alice) or {}).get("ready"), "alice up", parts)
+    try:
+        post = httpx.post(f"{hub}/carol/servers/late", json={"profile": "gpu-1"}, headers=carol,
+                          timeout=60)  # fmt: skip
+        assert post.status_code == 202, post.text
+        progress = _follow_progress(f"{hub}/carol/servers/late/progress", carol)
+        progress.join(timeout=90)
+        assert any(m.startswith("Queued: position 1") for m in progress.messages)
+        assert _server(parts, "carol", "late", carol) is None
+
+        def ended():
+            record = _rows(parts, "carol")[-1][0]
+            return record if record.server_name == "late" and record.state == "failed" else None
+
+        record = _until(ended, "the timed-out start recorded", parts, 30)
+        assert record.reason == (
+            "The session did not start within 30 s; its job was removed so that it does not "
+            "hold a place in the queue or a slice."
+        )
+        assert _job_states(parts, [record.job_id])[record.job_id] in GONE
+    finally:
+        httpx.delete(f"{hub}/alice/server", headers=alice, timeout=60)
+        _until(lambda: _server(parts, "alice", "", alice) is None, "alice's stop", parts)
