@@ -10,7 +10,7 @@ import uuid
 import httpx
 import nbformat
 import pytest
-from support.stack import start_server
+from support.stack import start_server, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -55,88 +55,95 @@ def test_submit_button_dialog_and_request_in_chromium(
         start_server(stack, "alice", auth, "cpu")
     write_notebook(stack, alice_token)
 
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    shot = lambda name: page.screenshot(path=artifacts / f"labext-{name}.png")  # noqa: E731
-    page.goto(stack.url)
-    page.click("#gpuaf-login")
-    page.wait_for_url(re.compile(r".*/interaction/.*"))
-    page.fill("input[name=login]", "alice")
-    page.fill("input[name=password]", "demo")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/hub/.*|.*/user/alice/.*"))
-    page.goto(f"{stack.url}user/alice/lab/tree/{NOTEBOOK}")
+    try:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        shot = lambda name: page.screenshot(path=artifacts / f"labext-{name}.png")  # noqa: E731
+        page.goto(stack.url)
+        page.click("#gpuaf-login")
+        page.wait_for_url(re.compile(r".*/interaction/.*"))
+        page.fill("input[name=login]", "alice")
+        page.fill("input[name=password]", "demo")
+        page.click("button[type=submit]")
+        page.wait_for_url(re.compile(r".*/hub/.*|.*/user/alice/.*"))
+        page.goto(f"{stack.url}user/alice/lab/tree/{NOTEBOOK}")
 
-    button = page.locator(".jp-NotebookPanel-toolbar .gpuaf-submit-button")
-    button.wait_for(timeout=90_000)
-    assert "Submit as batch job" in button.inner_text()
-    page.locator(".jp-Notebook .jp-Cell").first.wait_for()
-    shot("01-notebook-toolbar")
+        button = page.locator(".jp-NotebookPanel-toolbar .gpuaf-submit-button")
+        button.wait_for(timeout=90_000)
+        assert "Submit as batch job" in button.inner_text()
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+        shot("01-notebook-toolbar")
 
-    button.click()
-    dialog = page.locator(".jp-Dialog")
-    dialog.locator("#gpuaf-slice").wait_for(timeout=30_000)
-    options = dialog.locator("#gpuaf-slice option")
-    texts = options.all_inner_texts()
-    assert texts, "no slices in the dialog"
-    assert all(re.search(r"\d+ free · \d+ waiting", t) for t in texts), texts
-    assert any(t.startswith("CPU") for t in texts), texts
-    assert dialog.locator("#gpuaf-param-lr").input_value() == "0.1"
-    assert dialog.locator("#gpuaf-param-epochs").input_value() == "3"
-    assert dialog.locator("#gpuaf-target option").all_inner_texts() == ["local (this facility)"]
-    shot("02-dialog")
+        button.click()
+        dialog = page.locator(".jp-Dialog")
+        dialog.locator("#gpuaf-slice").wait_for(timeout=30_000)
+        options = dialog.locator("#gpuaf-slice option")
+        texts = options.all_inner_texts()
+        assert texts, "no slices in the dialog"
+        assert all(re.search(r"\d+ free · \d+ waiting", t) for t in texts), texts
+        assert any(t.startswith("CPU") for t in texts), texts
+        assert dialog.locator("#gpuaf-param-lr").input_value() == "0.1"
+        assert dialog.locator("#gpuaf-param-epochs").input_value() == "3"
+        assert dialog.locator("#gpuaf-target option").all_inner_texts() == ["local (this facility)"]
+        shot("02-dialog")
 
-    # keyboard only: the parameter, a sweep, then Enter submits
-    dialog_slice = dialog.locator("#gpuaf-slice").input_value()
-    dialog.locator("#gpuaf-param-lr").focus()
-    page.keyboard.press("Control+A")
-    page.keyboard.type("0.05")
-    dialog.locator("#gpuaf-sweep-name").select_option("epochs")
-    assert dialog.locator("#gpuaf-param-epochs").is_disabled()  # swept, not a parameter
-    dialog.locator("#gpuaf-sweep-values").fill("1, 2")
-    dialog.locator("#gpuaf-sweep-values").focus()
-    with page.expect_response(
-        re.compile(r".*/user/alice/gpuaf/submit(\?.*)?$"), timeout=120_000
-    ) as got:
-        page.keyboard.press("Enter")
-    sent = json.loads(got.value.request.post_data or "{}")
-    assert sent["slice"] == dialog_slice
-    assert sent["path"] == NOTEBOOK
-    assert sent["parameters"] == {"lr": "0.05"}  # epochs is swept, not a parameter
-    assert sent["sweep"] == {"epochs": "1, 2"}
-    assert sent["target"] == "local"
-    key = sent["idempotency_key"]
-    uuid.UUID(key)
-    status = got.value.status
+        # keyboard only: the parameter, a sweep, then Enter submits
+        dialog_slice = dialog.locator("#gpuaf-slice").input_value()
+        dialog.locator("#gpuaf-param-lr").focus()
+        page.keyboard.press("Control+A")
+        page.keyboard.type("0.05")
+        dialog.locator("#gpuaf-sweep-name").select_option("epochs")
+        assert dialog.locator("#gpuaf-param-epochs").is_disabled()  # swept, not a parameter
+        dialog.locator("#gpuaf-sweep-values").fill("1, 2")
+        dialog.locator("#gpuaf-sweep-values").focus()
+        with page.expect_response(
+            re.compile(r".*/user/alice/gpuaf/submit(\?.*)?$"), timeout=120_000
+        ) as got:
+            page.keyboard.press("Enter")
+        sent = json.loads(got.value.request.post_data or "{}")
+        assert sent["slice"] == dialog_slice
+        assert sent["path"] == NOTEBOOK
+        assert sent["parameters"] == {"lr": "0.05"}  # epochs is swept, not a parameter
+        assert sent["sweep"] == {"epochs": "1, 2"}
+        assert sent["target"] == "local"
+        key = sent["idempotency_key"]
+        uuid.UUID(key)
+        status = got.value.status
 
-    if status in (200, 201):  # the portal's jobs route exists: the job is shown
-        result = page.locator(".jp-Dialog .gpuaf-submit-result")
-        result.wait_for(timeout=30_000)
-        assert "queued" in result.inner_text() or "Job" in result.inner_text()
-        assert "/services/portal/jobs/" in result.locator("a").get_attribute("href")
-        shot("03-submitted")
-        page.locator(".jp-Dialog .jp-mod-accept").click()
-    else:  # the portal refused (or lacks the route): its message, and a retry keeps the key
-        error = page.locator(".jp-Dialog .gpuaf-submit-error[role=alert]")
-        error.wait_for(timeout=30_000)
-        detail = got.value.json().get("detail")
-        assert detail and detail in error.inner_text()
-        assert f"HTTP {status}" in error.inner_text()
-        shot("03-portal-error")
-        with page.expect_request(re.compile(r".*/gpuaf/submit(\?.*)?$")) as again:
+        if status in (200, 201):  # the portal's jobs route exists: the job is shown
+            result = page.locator(".jp-Dialog .gpuaf-submit-result")
+            result.wait_for(timeout=30_000)
+            assert "queued" in result.inner_text() or "Job" in result.inner_text()
+            assert "/services/portal/jobs/" in result.locator("a").get_attribute("href")
+            shot("03-submitted")
             page.locator(".jp-Dialog .jp-mod-accept").click()
-        assert json.loads(again.value.post_data)["idempotency_key"] == key
-        page.locator(".jp-Dialog .gpuaf-submit-error[role=alert]").wait_for()
-        page.keyboard.press("Escape")
+        else:  # the portal refused (or lacks the route): its message, and a retry keeps the key
+            error = page.locator(".jp-Dialog .gpuaf-submit-error[role=alert]")
+            error.wait_for(timeout=30_000)
+            detail = got.value.json().get("detail")
+            assert detail and detail in error.inner_text()
+            assert f"HTTP {status}" in error.inner_text()
+            shot("03-portal-error")
+            with page.expect_request(re.compile(r".*/gpuaf/submit(\?.*)?$")) as again:
+                page.locator(".jp-Dialog .jp-mod-accept").click()
+            assert json.loads(again.value.post_data)["idempotency_key"] == key
+            page.locator(".jp-Dialog .gpuaf-submit-error[role=alert]").wait_for()
+            page.keyboard.press("Escape")
 
-    # the same command in the command palette
-    page.locator(".jp-Dialog").wait_for(state="detached")
-    page.keyboard.press("Control+Shift+C")
-    page.keyboard.type("Submit as batch")
-    item = page.locator(".lm-CommandPalette-item", has_text="Submit as batch job")
-    item.wait_for(timeout=10_000)
-    shot("04-palette")
-    page.keyboard.press("Enter")
-    page.locator(".jp-Dialog #gpuaf-slice").wait_for(timeout=30_000)
-    page.keyboard.press("Escape")
-    context.close()
+        # the same command in the command palette
+        page.locator(".jp-Dialog").wait_for(state="detached")
+        page.keyboard.press("Control+Shift+C")
+        page.keyboard.type("Submit as batch")
+        item = page.locator(".lm-CommandPalette-item", has_text="Submit as batch job")
+        item.wait_for(timeout=10_000)
+        shot("04-palette")
+        page.keyboard.press("Enter")
+        page.locator(".jp-Dialog #gpuaf-slice").wait_for(timeout=30_000)
+        page.keyboard.press("Escape")
+        context.close()
+    finally:  # the next tests expect alice without a server
+        users = f"{stack.url}hub/api/users/alice"
+        httpx.delete(f"{users}/server", headers=auth, timeout=60)
+        wait_until(
+            lambda: not httpx.get(users, headers=auth).json()["servers"], 60, "alice's stop", stack
+        )
