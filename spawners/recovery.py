@@ -15,12 +15,12 @@ from gpuaf.units import format_duration
 class RecoveryMixin:
     """For SliceSpawner: ``job_id``, ``server_host``, ``up_since``, ``facility``, ``_record``."""
 
-    async def _abandon(self, why: str) -> None:
+    async def _abandon(self, why: str, final: str = "failed") -> None:
         """End a start that will not finish: say why, remove its job, free its slice."""
         await self._record("stopping", why)
         await self.facility.backend.cancel(self.job_id)
         self.facility.forget_availability()
-        await self._record("failed", why)
+        await self._record(final, why)
 
     def _unclaimed(self) -> bool:
         """Up for longer than sessions.connect_timeout, and nobody has connected to it."""

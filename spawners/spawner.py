@@ -105,6 +105,7 @@ class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
 
     # -- life cycle --------------------------------------------------------
     async def start(self) -> tuple[str, int]:
+        began = time.monotonic()  # the hub's start_timeout runs from here
         facility = self.facility
         backend = facility.backend
         allowed = self.allowed_profiles()
@@ -144,11 +145,15 @@ class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
         self._emit(15, f"Submitted to {backend.name} as job {self.job_id}")
         try:
             return await self._until_up(profile, remote)
-        except asyncio.CancelledError:  # the hub gave up: Spawner.start_timeout
-            await self._abandon(
-                f"The session did not start within {format_duration(int(self.start_timeout))}; "
-                "its job was removed so that it does not hold a place in the queue or a slice."
-            )
+        except asyncio.CancelledError:  # the hub gave up (start_timeout), or a stop was asked
+            if time.monotonic() - began >= self.start_timeout - 1:
+                await self._abandon(
+                    f"The session did not start within {format_duration(int(self.start_timeout))}"
+                    "; its job was removed so that it does not hold a place in the queue or a "
+                    "slice."
+                )
+            else:
+                await self._abandon("stopped before it started; its job was removed", "stopped")
             raise
 
     async def _until_up(self, profile: SliceProfile, remote: bool) -> tuple[str, int]:
