@@ -19,6 +19,7 @@ import pytest
 from support.ledger_rows import sessions_with_history
 from support.login import hub_token, login
 from support.parts import Parts, start_parts
+from support.postgres import create_database
 from support.stack import wait_until
 
 from gpuaf.facility import Facility
@@ -39,7 +40,7 @@ SLURM_PROFILES = [  # the scratch Slurm node: 2 fake GPUs, 8 CPUs, 8000 MiB
 
 
 @pytest.fixture(scope="module", params=["local", "slurm"])
-def parts(request, tmp_path_factory, e2e_ledger_url) -> Parts:
+def parts(request, tmp_path_factory) -> Parts:
     sessions = {"reconcile_interval": "2s", "poll_interval": "3s", "start_timeout": "30s"}
     changes: dict = {}
     if request.param == "slurm":
@@ -58,9 +59,12 @@ def parts(request, tmp_path_factory, e2e_ledger_url) -> Parts:
             },
             "profiles": SLURM_PROFILES,
         }
+    ledger_url = None  # each backend's portal gets a ledger of its own
+    if request.config.getoption("--ledger") == "postgresql":
+        ledger_url = create_database(request.getfixturevalue("postgres_server"))
     running = start_parts(
         tmp_path_factory.mktemp(f"restart-{request.param}"),
-        ledger_url=e2e_ledger_url,
+        ledger_url=ledger_url,
         sessions=sessions,
         **changes,
     )
