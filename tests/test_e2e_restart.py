@@ -39,12 +39,11 @@ SLURM_PROFILES = [  # the scratch Slurm node: 2 fake GPUs, 8 CPUs, 8000 MiB
 ]
 
 
-@pytest.fixture(scope="module", params=["local", "slurm"])
+@pytest.fixture(scope="module", params=["local", pytest.param("slurm", marks=pytest.mark.slurm)])
 def parts(request, tmp_path_factory) -> Parts:
     sessions = {"reconcile_interval": "2s", "poll_interval": "3s", "start_timeout": "30s"}
     changes: dict = {}
     if request.param == "slurm":
-        request.applymarker(pytest.mark.slurm)
         slurm = request.getfixturevalue("slurm")
         venv_bin = str(Path(sys.executable).parent)
         sessions |= {
