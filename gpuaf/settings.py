@@ -14,9 +14,6 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     IPvAnyNetwork,
     PrivateAttr,
@@ -26,21 +23,20 @@ from pydantic import (
 )
 
 from gpuaf.errors import SettingsError
-from gpuaf.profiles import MemoryMiB, SliceProfile
+from gpuaf.profiles import SliceProfile
+from gpuaf.settings_backends import BackendSettings
+from gpuaf.settings_backends import HTCondorSettings as HTCondorSettings
+from gpuaf.settings_backends import LocalBackendSettings as LocalBackendSettings
+from gpuaf.settings_backends import SlurmSettings as SlurmSettings
+from gpuaf.settings_base import Duration, GroupName, Port, Strict
 from gpuaf.settings_errors import format_validation_error
-from gpuaf.units import duration_s
+from gpuaf.settings_jobs import HOST_PORT as HOST_PORT
+from gpuaf.settings_jobs import GridSiteSettings as GridSiteSettings
+from gpuaf.settings_jobs import NotebookJobSettings
 
 EXAMPLE = Path(__file__).with_name("settings.example.yaml")
 CATALOGUE = Path(__file__).with_name("catalogue.yaml")
 ENV_VAR = "GPUAF_SETTINGS"
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-Duration = Annotated[int, BeforeValidator(duration_s)]
-GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,127}$")]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PortalSettings(Strict):
@@ -170,80 +166,6 @@ class GroupSettings(Strict):
     )
 
 
-class LocalBackendSettings(Strict):
-    max_sessions: int = Field(8, ge=1, description="Sessions that may run at once.")
-    simulate_gpus: str | None = Field(
-        None,
-        description="Fake a GPU inventory, e.g. '2xH100-80GB,H200-141GB[3g.71gb,2x1g.18gb]', "
-        "so slices can be shown without GPUs. Sessions on a simulated GPU get no real device.",
-    )
-
-    @model_validator(mode="after")
-    def _spec_parses(self) -> LocalBackendSettings:
-        if self.simulate_gpus is not None:
-            from gpuaf.gpus import parse_simulation
-
-            parse_simulation(self.simulate_gpus)
-        return self
-
-
-class HTCondorSettings(Strict):
-    schedd_name: str | None = Field(
-        None, description="Name of the schedd to submit to; default: the local schedd."
-    )
-    collector: str | None = Field(
-        None, description="host[:port] of the collector; default: from CONDOR_CONFIG."
-    )
-    accounting_group_prefix: str = Field(
-        "group_",
-        pattern=r"^[A-Za-z0-9_.]*$",
-        description="accounting_group of a job is this prefix + the user's IAM group.",
-    )
-    mps_pipe_directory: str = Field(
-        "/tmp/nvidia-mps",  # noqa: S108 - NVIDIA's default, a path on the workers
-        pattern=r"^/[A-Za-z0-9_./-]*$",
-        description="CUDA_MPS_PIPE_DIRECTORY of the MPS control daemon on the workers.",
-    )
-    availability_ttl: Duration = Field(
-        10, description="How long one collector query answers for all open spawn forms."
-    )
-
-
-class SlurmSettings(Strict):
-    partition: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.-]+$", description="Partition of session jobs."
-    )
-    bin_dir: Path | None = Field(
-        None, description="Folder of sbatch/squeue/scancel/scontrol; default: PATH."
-    )
-    mps_gres: Literal["shard", "mps"] = Field(
-        "shard", description="GRES that MPS profiles book: shard (shards_per_gpu) or mps (%)."
-    )
-    shards_per_gpu: int = Field(
-        4, ge=1, le=128, description="Shards each GPU is cut into (gres.conf Count / GPUs)."
-    )
-    conf: Path | None = Field(
-        None, description="slurm.conf of the cluster; default: $SLURM_CONF of the hub."
-    )
-    availability_ttl: Duration = Field(
-        5, description="How long one node/queue query answers for all open spawn forms."
-    )
-    account_from_group: bool = Field(False, description="Pass the user's IAM group as --account.")
-
-
-class BackendSettings(Strict):
-    kind: Literal["local", "htcondor", "slurm"] = Field(
-        "local", description="The batch system sessions run on."
-    )
-    local: LocalBackendSettings = Field(
-        LocalBackendSettings(), description="Settings of the local backend."
-    )
-    htcondor: HTCondorSettings = Field(
-        HTCondorSettings(), description="Settings of the HTCondor backend."
-    )
-    slurm: SlurmSettings = Field(SlurmSettings(), description="Settings of the Slurm backend.")
-
-
 class SessionSettings(Strict):
     default_url: str = Field("/lab", description="Page a started session opens on.")
     start_timeout: Duration = Field(300, description="A spawn slower than this is abandoned.")
@@ -293,74 +215,6 @@ class SessionSettings(Strict):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]*$",
         description="Container image of sessions and batch jobs (Apptainer/docker reference).",
     )
-
-
-GRID_SITE_NAME = r"^[a-z0-9][a-z0-9-]{0,30}$"
-HOST_PORT = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?(:[0-9]{1,5})?$"
-PLAIN_PATH = r"^/[A-Za-z0-9_.+/-]*$"
-
-
-class GridSiteSettings(Strict):
-    kind: Literal["arc", "htcondor-ce"] = Field(
-        description="arc: an ARC CE (grid_resource = arc https://<endpoint>/arex/rest/1.0); "
-        "htcondor-ce: an HTCondor-CE (grid_resource = condor <host> <host>:<port, 9619>)."
-    )
-    endpoint: str = Field(
-        pattern=HOST_PORT, description="host[:port] of the CE, e.g. ce01.example.org:9619."
-    )
-    queue: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
-        description="Batch queue at the site (ARC: QueueName; HTCondor-CE: remote_queue).",
-    )
-    token_file: str | None = Field(
-        None,
-        pattern=PLAIN_PATH,
-        description="Token file on the submit host the CE accepts (scitokens_file).",
-    )
-    x509_proxy: str | None = Field(
-        None, pattern=PLAIN_PATH, description="X.509 proxy on the submit host (x509userproxy)."
-    )
-    arc_rte: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")]] = Field(
-        [], description="ARC runtime environments the job asks for (arc only), e.g. ENV/PROXY."
-    )
-
-    @model_validator(mode="after")
-    def _kind_rules(self) -> GridSiteSettings:
-        port = self.endpoint.rpartition(":")[2] if ":" in self.endpoint else None
-        if port is not None and not 1 <= int(port) <= 65535:
-            raise ValueError(f"endpoint {self.endpoint!r}: the port must be 1 to 65535")
-        if self.arc_rte and self.kind != "arc":
-            raise ValueError("arc_rte belongs to kind arc sites")
-        if self.kind == "arc" and not (self.token_file or self.x509_proxy):
-            raise ValueError("an arc site needs token_file or x509_proxy (ARC requires one)")
-        return self
-
-
-class NotebookJobSettings(Strict):
-    max_notebook_size: Annotated[MemoryMiB, Field(ge=1, le=1024)] = Field(
-        10, description="Largest notebook that may be submitted, e.g. 10M."
-    )
-    max_sweep_items: int = Field(
-        100, ge=1, le=10000, description="Most items (parameter sets) one submission may run."
-    )
-    output_dir: str = Field(
-        "gpuaf-jobs",
-        pattern=r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]{0,127}$",
-        description="Folder of notebook jobs, relative to the user's home: each job gets "
-        "<output_dir>/<job id>/ with its notebook and one item-<i>/ folder per item.",
-    )
-    grid_sites: dict[Annotated[str, Field(pattern=GRID_SITE_NAME)], GridSiteSettings] = Field(
-        {},
-        description="Grid computing elements notebook jobs may target (--target grid:SITE), "
-        "submitted through HTCondor's grid universe.",
-    )
-
-    @model_validator(mode="after")
-    def _relative(self) -> NotebookJobSettings:
-        if ".." in self.output_dir.split("/"):
-            raise ValueError("output_dir must stay inside the user's home (no '..')")
-        return self
 
 
 class LedgerSettings(Strict):
