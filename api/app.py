@@ -17,9 +17,19 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from jupyterhub.services.auth import HubOAuth
 
 from gpuaf import __version__
-from gpuaf.api import housekeeping, reconciler
+from gpuaf.api import housekeeping, jobs_follow, reconciler
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
-from gpuaf.api.routes import audit, health, me, oauth, pages, samples, sessions, slices
+from gpuaf.api.routes import (
+    audit,
+    health,
+    jobs,
+    me,
+    oauth,
+    pages,
+    samples,
+    sessions,
+    slices,
+)
 from gpuaf.api.tokens import TokenRefused, TokenValidator
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
@@ -41,9 +51,10 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
             app.state.identity = HubIdentity(hub_auth, http, tokens, facility.settings)
             task = asyncio.create_task(reconciler.run_forever(facility, app.state.identity))
             chores = asyncio.create_task(housekeeping.run_forever(facility))
+            follow = asyncio.create_task(jobs_follow.run_forever(facility))
             yield
-            task.cancel()
-            chores.cancel()
+            for background in (task, chores, follow):
+                background.cancel()
         await facility.backend.close()
         facility.ledger.dispose()
 
@@ -54,7 +65,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
         openapi_url=f"{api}/openapi.json",
         docs_url=f"{api}/docs",
         redoc_url=None,
-        description="Slices, sessions and identity of the GPU analysis facility. "
+        description="Slices, sessions, notebook jobs and identity of the GPU analysis facility. "
         "Authenticate with a JupyterHub API token: `Authorization: token <token>`.",
     )
     app.state.facility = facility
@@ -64,6 +75,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(audit.router, prefix=api)
     app.include_router(sessions.router, prefix=api)
     app.include_router(samples.router, prefix=api)
+    app.include_router(jobs.router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
     app.include_router(pages.router, prefix=prefix.rstrip("/"))
 

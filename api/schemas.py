@@ -142,3 +142,36 @@ class SliceOut(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class JobItemOut(BaseModel):
+    index: int
+    parameters: dict
+    state: str
+    reason: str
+    host: str | None
+    exit_code: int | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    log_url: str
+    notebook_url: str | None  # the executed notebook as HTML, once it exists
+
+
+class JobOut(BaseModel):
+    id: str
+    name: str
+    source: str
+    profile: str
+    target: str
+    backend: str
+    batch_id: str | None
+    state: str
+    reason: str
+    output_dir: str
+    walltime_s: int
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int]  # items per state
+    items: list[JobItemOut]
+    url: str  # the job's page

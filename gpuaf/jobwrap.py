@@ -16,17 +16,20 @@ import subprocess
 import sys
 
 SECRETS_ENV = "GPUAF_SECRETS_FILE"
+SHARED_ENV = "GPUAF_SECRETS_SHARED"  # several items of one notebook job read one file
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def load_secrets(environ: dict[str, str]) -> dict[str, str]:
-    """The secrets named in ``environ`` (the file is removed once read)."""
+    """The secrets named in ``environ``; the file is removed once read, unless the job's
+    items share it (``GPUAF_SECRETS_SHARED=1``: the portal removes it when the job ends)."""
     path = environ.pop(SECRETS_ENV, None)
     if not path:
         return {}
     with open(path, encoding="utf-8") as fh:
         data = json.load(fh)
-    os.unlink(path)
+    if environ.get(SHARED_ENV) != "1":
+        os.unlink(path)
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and _NAME.match(k) and isinstance(v, str) for k, v in data.items()
     ):

@@ -9,7 +9,14 @@ from sqlalchemy import or_, select
 
 from gpuaf.errors import PublicError
 from gpuaf.ledger import Ledger
-from gpuaf.ledger.models import FINAL_STATES, SessionEvent, SessionRecord, utcnow
+from gpuaf.ledger.models import (
+    FINAL_STATES,
+    NotebookJob,
+    NotebookJobItem,
+    SessionEvent,
+    SessionRecord,
+    utcnow,
+)
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import Settings
 
@@ -73,9 +80,29 @@ def usage_of(
             ))
             for r in rows if r.gpu_share
         }  # fmt: skip
+        hours = job_hours(db, user, since, now)
     active = sum(1 for r in rows if r.state not in FINAL_STATES and r.server_name != except_server)
-    hours = sum(r.gpu_share * _hours_in(events[r.id], since, now) for r in rows if r.gpu_share)
+    hours += sum(r.gpu_share * _hours_in(events[r.id], since, now) for r in rows if r.gpu_share)
     return Usage(active, round(hours, 4))
+
+
+def job_hours(db, user: str, since: dt.datetime, now: dt.datetime) -> float:
+    """GPU-hours of the user's notebook job items that ran since ``since``."""
+    query = (
+        select(NotebookJob.gpu_share, NotebookJobItem.started_at, NotebookJobItem.finished_at)
+        .join(NotebookJobItem, NotebookJobItem.job_id == NotebookJob.id)
+        .where(
+            NotebookJob.user_name == user,
+            NotebookJob.gpu_share > 0,
+            NotebookJobItem.started_at.is_not(None),
+            or_(NotebookJobItem.finished_at.is_(None), NotebookJobItem.finished_at >= since),
+        )
+    )
+    total = 0.0
+    for share, started, finished in db.execute(query):
+        start, end = max(_aware(started), since), min(_aware(finished or now), now)
+        total += share * max((end - start).total_seconds(), 0) / 3600
+    return total
 
 
 def _hours_in(events: list[SessionEvent], since: dt.datetime, now: dt.datetime) -> float:
@@ -112,4 +139,21 @@ def check_booking(
         raise QuotaExceeded(
             f"Your quota of {hours:g} GPU-hours this month is used up "
             f"({used.gpu_hours_this_month:.1f} used); CPU-only slices remain available."
+        )
+
+
+def check_job(settings: Settings, ledger: Ledger, user, profile: SliceProfile) -> None:
+    """Refuse a notebook job when the user's GPU-hours this month are used up.
+
+    Jobs wait in the batch system's queue, so the number of sessions at once does not
+    limit them; their GPU time counts against the monthly GPU-hours like a session's.
+    """
+    hours = limits_for(settings, list(user.groups)).gpu_hours_per_month
+    if not profile.gpu_share or hours is None:
+        return
+    used = usage_of(ledger, user.name).gpu_hours_this_month
+    if used >= hours:
+        raise QuotaExceeded(
+            f"Your quota of {hours:g} GPU-hours this month is used up ({used:.1f} used): "
+            "nothing was submitted. Jobs on CPU-only slices remain possible."
         )

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from gpuaf.homes import home_of
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import Settings
 from gpuaf.spawners.backends import JobSpec
@@ -63,8 +64,7 @@ def session_job(
         secrets = {k: env.pop(k) for k in TOKEN_VARS if k in env}
         command = ["gpuaf-job", "batchspawner-singleuser", *singleuser]
         return JobSpec(command=tuple(command), env=env, secrets=secrets, **common)
-    home = settings.data_dir / "homes" / user
-    home.mkdir(parents=True, exist_ok=True)
+    home = home_of(settings, user)
     env["HOME"] = str(home)
     if "PATH" not in env:  # a local session runs in the portal's own environment
         here = str(Path(sys.executable).parent)

@@ -21,9 +21,9 @@ from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
 from gpuaf.labext.freeze import freeze_environment
-from gpuaf.labext.submission import check_submission, json_default, limit
 from gpuaf.notebooks.errors import NotebookError
 from gpuaf.notebooks.parameters import declared_parameters
+from gpuaf.notebooks.request import check_submission, json_default, limit
 from gpuaf.notebooks.validation import inside_home, load_notebook
 
 PORTAL_TIMEOUT_S = 60

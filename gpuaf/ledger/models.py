@@ -132,3 +132,66 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(255), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     client_addr: Mapped[str] = mapped_column(String(64), default="")
+
+
+JOB_STATES = ("submitting", "queued", "running", "succeeded", "failed", "cancelled")
+FINAL_JOB_STATES = ("succeeded", "failed", "cancelled")
+ITEM_STATES = ("queued", "held", "running", "succeeded", "failed", "cancelled")
+
+
+class NotebookJob(Base):
+    """A notebook submitted as a batch job: one row, one item per parameter set."""
+
+    __tablename__ = "notebook_jobs"
+    __table_args__ = (
+        # a retried submission (same user, same key) finds the job it made
+        UniqueConstraint("user_name", "idempotency_key", name="uq_notebook_jobs_user_key"),
+        Index("ix_notebook_jobs_user_created", "user_name", "created_at"),
+        Index("ix_notebook_jobs_state", "state"),
+    )
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(36))
+    request_digest: Mapped[str] = mapped_column(String(64))  # what the key was used for
+    name: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(Text, default="")  # the notebook's path, for people
+    profile: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64), default="local")
+    backend: Mapped[str] = mapped_column(String(32))
+    batch_id: Mapped[str | None] = mapped_column(String(128))  # cluster / array job id
+    walltime_s: Mapped[int] = mapped_column(Integer)
+    gpu_share: Mapped[float] = mapped_column(Float, default=0.0)
+    output_dir: Mapped[str] = mapped_column(Text)
+    environment: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the frozen one
+    secrets_file: Mapped[str | None] = mapped_column(Text)  # removed once the job ended
+    state: Mapped[str] = mapped_column(String(16), default="submitting")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    items: Mapped[list[NotebookJobItem]] = relationship(
+        back_populates="job", order_by="NotebookJobItem.index", cascade="all, delete-orphan"
+    )
+
+
+class NotebookJobItem(Base):
+    """One parameter set of a notebook job: one batch job (or array task) of its own."""
+
+    __tablename__ = "notebook_job_items"
+
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("notebook_jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    batch_id: Mapped[str | None] = mapped_column(String(128))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    host: Mapped[str | None] = mapped_column(String(255))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+    job: Mapped[NotebookJob] = relationship(back_populates="items")

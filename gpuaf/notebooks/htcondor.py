@@ -53,7 +53,12 @@ COMMAND = ("gpuaf-job", "gpuaf-run-notebook", MANIFEST)
 def job_spec(plan: JobPlan, settings: Settings, command: tuple[str, ...] = COMMAND) -> JobSpec:
     """The notebook job as the backends' JobSpec (shared with :mod:`.slurm`)."""
     m = plan.manifest
-    env = {**settings.sessions.environment, "GPUAF_NOTEBOOK_JOB": m.job_id}
+    env = {
+        **settings.sessions.environment,
+        "GPUAF_NOTEBOOK_JOB": m.job_id,
+        "GPUAF_SECRETS_SHARED": "1",  # the items of a job read one secrets file
+        **({"HOME": str(plan.home)} if plan.site is None else {}),  # a CE sets its own
+    }
     tags = {"portal": "gpuaf", "user": plan.user, "job": m.job_id, "profile": plan.profile.name}
     return JobSpec(
         name=f"gpuaf-nb-{m.job_id}",

@@ -9,9 +9,10 @@ the backends' descriptions (:mod:`.htcondor`, :mod:`.slurm`) are built from.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gpuaf.errors import UnknownSlice
 from gpuaf.notebooks.errors import NotebookError
@@ -35,6 +36,7 @@ class JobPlan:
     job_dir: Path  # ~/<output_dir>/<job id>
     notebook_path: Path  # the user's notebook, resolved
     user: str
+    home: Path  # the user's home, resolved
     accounting_group: str | None
     image: str | None
     site_name: str | None = None
@@ -81,32 +83,59 @@ def plan_job(
     user: str,
     groups: list[str],
     slice_name: str,
-    params: list[str] = (),  # type: ignore[assignment]
-    sweeps: list[str] = (),  # type: ignore[assignment]
+    **fields: Any,
+) -> JobPlan:
+    """The job of the notebook file ``notebook`` (in ``home``); raises a NotebookError."""
+    profile_for(settings, groups, slice_name)  # in the order a user fixes things
+    parse_target(fields.get("target", "local"), settings)
+    path, nb = read_notebook_file(
+        notebook, home, max_size=settings.notebooks.max_notebook_size * MIB
+    )
+    return plan_notebook(
+        settings, nb=nb, source=path, home=home, user=user, groups=groups,
+        slice_name=slice_name, **fields,
+    )  # fmt: skip
+
+
+def profile_for(settings: Settings, groups: list[str], slice_name: str) -> SliceProfile:
+    allowed = settings.profiles_for(groups)
+    profile = next((p for p in allowed if p.name == slice_name), None)
+    if profile is None:
+        raise UnknownSlice(slice_name, [p.name for p in allowed])
+    return profile
+
+
+def plan_notebook(
+    settings: Settings,
+    *,
+    nb: Any,
+    source: Path,
+    home: str | os.PathLike[str],
+    user: str,
+    groups: list[str],
+    slice_name: str,
+    params: Sequence[str] = (),
+    sweeps: Sequence[str] = (),
     target: str = "local",
     walltime: str | int | None = None,
     name: str | None = None,
     job_id: str | None = None,
 ) -> JobPlan:
-    """Everything checked, in the order a user fixes things; raises a NotebookError."""
+    """The job of an already validated notebook ``nb``; raises a NotebookError."""
     cfg = settings.notebooks
-    allowed = settings.profiles_for(groups)
-    profile = next((p for p in allowed if p.name == slice_name), None)
-    if profile is None:
-        raise UnknownSlice(slice_name, [p.name for p in allowed])
+    profile = profile_for(settings, groups, slice_name)
     site_name, site = parse_target(target, settings)
-    path, nb = read_notebook_file(notebook, home, max_size=cfg.max_notebook_size * MIB)
     fixed = [parse_param(p) for p in params]
     swept = [parse_sweep(s) for s in sweeps]
     declared = declared_parameters(nb)
     if declared is None and (fixed or swept):
         raise NotebookError(
-            f"The notebook {notebook} has no cell tagged 'parameters', so parameters cannot be "
-            "set: in JupyterLab, add the tag 'parameters' to the cell that sets their defaults."
+            f"The notebook {source.name} has no cell tagged 'parameters', so parameters cannot "
+            "be set: in JupyterLab, add the tag 'parameters' to the cell that sets their defaults."
         )
     items = sweep_items(fixed, swept, limit=cfg.max_sweep_items, declared=declared)
     profile = job_walltime(profile, walltime)
-    name = check_job_name(name) if name is not None else name_from(path.stem)
+    name = check_job_name(name) if name is not None else name_from(source.stem)
     job_id = job_id or new_job_id(name)
     job_dir = inside_home(Path(home) / cfg.output_dir / job_id, home)
     manifest = Manifest(
@@ -116,7 +145,7 @@ def plan_job(
         items=tuple(items),
         output_dir=str(job_dir),
         kernel="python3",  # the image's own Python, where the session's packages are
-        source=str(path),
+        source=str(source),
         profile=profile.name,
         target=target,
     )
@@ -124,8 +153,9 @@ def plan_job(
         manifest=manifest,
         profile=profile,
         job_dir=job_dir,
-        notebook_path=path,
+        notebook_path=source,
         user=user,
+        home=Path(home).resolve(),
         accounting_group=accounting_group(groups, profile),
         image=settings.sessions.image,
         site_name=site_name,

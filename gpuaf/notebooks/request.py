@@ -1,5 +1,6 @@
-"""A notebook job's fields as the dialog sends them (values as typed JSON text), checked
-with :mod:`gpuaf.notebooks` before anything leaves the session."""
+"""A notebook job's fields as the JupyterLab dialog, the CLI and the portal API take them
+(values as typed JSON text), checked with :mod:`gpuaf.notebooks`: in the session before
+anything leaves it, and again by the portal before anything is written."""
 
 from __future__ import annotations
 
@@ -63,19 +64,22 @@ def _optional_text(body: dict, key: str) -> str | None:
     return value.strip()
 
 
-def check_submission(body: object, nb: Any) -> dict[str, Any]:
+def check_submission(
+    body: object, nb: Any, *, extra: frozenset[str] = frozenset(), max_items: int | None = None
+) -> dict[str, Any]:
     """The fields of a job submission, checked; a NotebookError says what is wrong."""
     if not isinstance(body, dict):
         raise NotebookError("The request must be a JSON object.")
-    unknown = sorted(set(body) - FIELDS)
+    unknown = sorted(set(body) - FIELDS - extra)
     if unknown:
-        raise NotebookError(f"Unknown fields: {', '.join(unknown)}.")
+        allowed = ", ".join(sorted(FIELDS | extra))
+        raise NotebookError(f"Unknown fields: {', '.join(unknown)}. Fields: {allowed}.")
     slice_name = _optional_text(body, "slice")
     if not slice_name:
         raise NotebookError("Choose a slice to run the notebook on.")
     params = [parse_param(f"{n}={t}") for n, t in _texts(body, "parameters").items()]
     sweeps = [parse_sweep(f"{n}={t}") for n, t in _texts(body, "sweep").items()]
-    max_items = limit("GPUAF_MAX_SWEEP_ITEMS", DEFAULT_MAX_ITEMS)
+    max_items = max_items or limit("GPUAF_MAX_SWEEP_ITEMS", DEFAULT_MAX_ITEMS)
     sweep_items(params, sweeps, limit=max_items, declared=declared_parameters(nb) or {})
     target = _optional_text(body, "target") or "local"
     if target != "local" and not (target.startswith("grid:") and len(target) > 5):

@@ -1,0 +1,134 @@
+"""Notebook jobs through the portal API of the running demo portal (local backend).
+
+A parameterised notebook and a 3-item sweep run for real (papermill on the local queue);
+the outputs land in alice's home and in the portal. Bad submissions are refused with a
+clear 4xx and leave nothing behind: no ledger row, no job folder, no batch job.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import nbformat
+import pytest
+from support.notebooks import write_notebook
+
+pytestmark = pytest.mark.e2e
+
+
+def nb_json(tmp_path, **kw) -> dict:
+    return json.loads(write_notebook(tmp_path / "nb.ipynb", **kw).read_text())
+
+
+def post(stack, token, body, **extra):
+    return httpx.post(
+        f"{stack.api}/jobs",
+        json=body,
+        headers={"Authorization": f"token {token}"},
+        timeout=60,
+        **extra,
+    )
+
+
+def request(tmp_path, **fields) -> dict:
+    return {
+        "notebook": nb_json(tmp_path),
+        "path": "analysis/train.ipynb",
+        "slice": "cpu",
+        "idempotency_key": str(uuid.uuid4()),
+        **fields,
+    }
+
+
+def follow(stack, token, job_id, timeout=180) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = httpx.get(
+            f"{stack.api}/jobs/{job_id}", headers={"Authorization": f"token {token}"}
+        ).json()
+        if job["state"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            return job
+        time.sleep(1)
+
+
+def folders(stack, user="alice") -> set[str]:
+    root = stack.data_dir / "homes" / user / "gpuaf-jobs"
+    return {p.name for p in root.iterdir()} if root.exists() else set()
+
+
+def test_a_sweep_runs_and_its_outputs_land_in_the_home_and_the_portal(
+    stack, alice_token, tmp_path
+):
+    body = request(
+        tmp_path,
+        parameters={"epochs": "7"},
+        sweep={"lr": "[0.01, 0.1, 1.0]"},
+        name="lr-scan",
+        environment={"image": None, "pip": ["numpy==2.1.0"]},
+    )
+    reply = post(stack, alice_token, body)
+    assert reply.status_code == 201, reply.text
+    job = reply.json()
+    assert job["name"] == "lr-scan" and job["profile"] == "cpu" and job["backend"] == "local"
+    assert job["source"] == "analysis/train.ipynb"
+    assert [i["parameters"] for i in job["items"]] == [
+        {"epochs": 7, "lr": 0.01}, {"epochs": 7, "lr": 0.1}, {"epochs": 7, "lr": 1.0},
+    ]  # fmt: skip
+    # the retried click: the same job, nothing new
+    again = post(stack, alice_token, body)
+    assert again.status_code == 200 and again.json()["id"] == job["id"]
+
+    done = follow(stack, alice_token, job["id"])
+    assert done["state"] == "succeeded", done
+    assert done["counts"] == {"succeeded": 3}
+    home = stack.data_dir / "homes" / "alice" / "gpuaf-jobs" / job["id"]
+    for i, lr in enumerate((0.01, 0.1, 1.0)):
+        executed = nbformat.read(home / f"item-{i}" / "executed.ipynb", as_version=4)
+        printed = "".join(o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+        assert f"lr={lr} epochs=7 name=run" in printed
+        assert json.loads((home / f"item-{i}" / "status.json").read_text())["state"] == "succeeded"
+        assert done["items"][i]["exit_code"] == 0
+        assert done["items"][i]["started_at"] and done["items"][i]["finished_at"]
+        # in the portal: the executed notebook as HTML, scripts off; the log
+        auth = {"Authorization": f"token {alice_token}"}
+        page = httpx.get(stack.url.rstrip("/") + done["items"][i]["notebook_url"], headers=auth)
+        assert page.status_code == 200 and f"lr={lr} epochs=7" in page.text
+        assert "sandbox" in page.headers["content-security-policy"]
+        log = httpx.get(stack.url.rstrip("/") + done["items"][i]["log_url"], headers=auth)
+        assert log.status_code == 200 and "Executing notebook" in log.text
+    assert json.loads((home / "environment.json").read_text())["pip"] == ["numpy==2.1.0"]
+    listed = httpx.get(f"{stack.api}/jobs", headers={"Authorization": f"token {alice_token}"})
+    assert job["id"] in [j["id"] for j in listed.json()]
+
+
+BAD = [
+    ({"notebook": "{not json"}, 400, "is not JSON"),
+    ({"notebook": {"nbformat": 4, "nbformat_minor": 5, "cells": "no"}}, 400, "nbformat 4"),
+    ({"notebook": "x" * (10 * 1024 * 1024 + 1)}, 413, "at most 10.0 MiB"),
+    ({"path": "../bob/steal.ipynb"}, 403, "outside your home"),
+    ({"parameters": {"1lr": "0.1"}}, 400, "identifier"),
+    ({"parameters": {"lr": "O.1"}}, 400, "not JSON"),
+    ({"sweep": {"lr": json.dumps(list(range(101)))}}, 413, "at most 100"),
+    ({"slice": "mps-25"}, 400, "Slices you may book: cpu,"),
+    ({"target": "grid:nowhere"}, 400, "Targets: local"),
+    ({"walltime": "9d"}, 400, "give 1m to"),
+    ({"idempotency_key": "again"}, 400, "UUID"),
+    ({"colour": "red"}, 400, "Unknown fields: colour"),
+]
+
+
+@pytest.mark.parametrize(("change", "status", "words"), BAD, ids=[b[2] for b in BAD])
+def test_bad_submissions_are_refused_and_leave_nothing(
+    stack, alice_token, tmp_path, change, status, words
+):
+    before = folders(stack)
+    listed = httpx.get(f"{stack.api}/jobs", headers={"Authorization": f"token {alice_token}"})
+    reply = post(stack, alice_token, {**request(tmp_path), **change})
+    assert reply.status_code == status, reply.text
+    assert words in reply.json()["detail"]
+    assert folders(stack) == before
+    after = httpx.get(f"{stack.api}/jobs", headers={"Authorization": f"token {alice_token}"})
+    assert after.json() == listed.json()
