@@ -204,3 +204,59 @@ def test_held_and_failed_sessions_on_slurm(slurm, slurm_stack):
         assert server == {}  # nothing left half-started
     finally:
         slurm.run("scancel", blocker, check=False)
+
+
+def test_a_notebook_sweep_as_a_slurm_job_array(slurm, slurm_stack, tmp_path):
+    """3 items of one sbatch --array: the injected values in the outputs, in bob's home
+    and in the portal; a second job, cancelled while it waits, leaves nothing queued."""
+    from support.notebooks import write_notebook
+
+    stack = slurm_stack
+    client = login(stack.url, "bob")
+    token = hub_token(client, "bob")
+    client.close()
+    auth = {"Authorization": f"token {token}"}
+    nb = json.loads(write_notebook(tmp_path / "scan.ipynb").read_text())
+    body = {
+        "notebook": nb, "path": "scan.ipynb", "slice": "cpu", "name": "scan",
+        "parameters": {"name": '"slurm"'}, "sweep": {"epochs": "[1, 2, 3]"},
+        "idempotency_key": "6f1c2a47-5b7e-4d0e-9c1e-2f4b8a9d3e10",
+    }  # fmt: skip
+    reply = httpx.post(f"{stack.api}/jobs", json=body, headers=auth, timeout=60)
+    assert reply.status_code == 201, reply.text
+    job = reply.json()
+    assert job["backend"] == "slurm" and job["batch_id"].isdigit()
+    assert [i["parameters"]["epochs"] for i in job["items"]] == [1, 2, 3]
+    queued = slurm.run("squeue", "--noheader", "--array", f"--jobs={job['batch_id']}",
+                       "--Format=JobArrayID:|,Name:")  # fmt: skip
+    assert {line.split("|")[0] for line in queued.splitlines()} == {
+        f"{job['batch_id']}_{i}" for i in range(3)
+    }
+
+    def finished():
+        got = httpx.get(f"{stack.api}/jobs/{job['id']}", headers=auth).json()
+        return got if got["state"] in ("succeeded", "failed", "cancelled") else None
+
+    done = wait_until(finished, 240, "the job array to finish", stack)
+    assert done["state"] == "succeeded", done
+    assert {i["host"] for i in done["items"]} == {slurm.node}
+    folder = Path(done["output_dir"])
+    assert folder == stack.data_dir / "homes" / "bob" / "gpuaf-jobs" / job["id"]
+    for i in range(3):
+        executed = (folder / f"item-{i}" / "executed.ipynb").read_text()
+        assert f"lr=0.1 epochs={i + 1} name=slurm" in executed
+        page = httpx.get(stack.url.rstrip("/") + done["items"][i]["notebook_url"], headers=auth)
+        assert f"lr=0.1 epochs={i + 1} name=slurm" in page.text
+
+    # a second job, cancelled at once: its array leaves the queue, its items are cancelled
+    body = {**body, "slice": "gpu-1", "idempotency_key": "0c5e8f2a-1d3b-4a6c-8e9f-7b2d4c6a8e01"}
+    body["sweep"] = {"epochs": "[1, 2]"}
+    held = httpx.post(f"{stack.api}/jobs", json=body, headers=auth, timeout=60).json()
+    cancelled = httpx.post(f"{stack.api}/jobs/{held['id']}/cancel", headers=auth, timeout=60)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "cancelled"
+    assert {i["state"] for i in cancelled.json()["items"]} == {"cancelled"}
+    wait_until(
+        lambda: not slurm.run("squeue", "--noheader", f"--jobs={held['batch_id']}").strip(),
+        30, "the cancelled array to leave the queue", stack,
+    )  # fmt: skip
