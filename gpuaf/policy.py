@@ -142,7 +142,9 @@ def check_booking(
         )
 
 
-def check_job(settings: Settings, ledger: Ledger, user, profile: SliceProfile) -> None:
+def check_job(
+    settings: Settings, ledger: Ledger, user, profile: SliceProfile, now: dt.datetime | None = None
+) -> None:
     """Refuse a notebook job when the user's GPU-hours this month are used up.
 
     Jobs wait in the batch system's queue, so the number of sessions at once does not
@@ -151,7 +153,7 @@ def check_job(settings: Settings, ledger: Ledger, user, profile: SliceProfile) -
     hours = limits_for(settings, list(user.groups)).gpu_hours_per_month
     if not profile.gpu_share or hours is None:
         return
-    used = usage_of(ledger, user.name).gpu_hours_this_month
+    used = usage_of(ledger, user.name, now=now).gpu_hours_this_month
     if used >= hours:
         raise QuotaExceeded(
             f"Your quota of {hours:g} GPU-hours this month is used up ({used:.1f} used): "

@@ -7,6 +7,7 @@ clear 4xx and leave nothing behind: no ledger row, no job folder, no batch job.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -59,9 +60,7 @@ def folders(stack, user="alice") -> set[str]:
     return {p.name for p in root.iterdir()} if root.exists() else set()
 
 
-def test_a_sweep_runs_and_its_outputs_land_in_the_home_and_the_portal(
-    stack, alice_token, tmp_path
-):
+def test_a_sweep_runs_and_its_outputs_land_in_the_home_and_the_portal(stack, alice_token, tmp_path):
     body = request(
         tmp_path,
         parameters={"epochs": "7"},
@@ -132,3 +131,39 @@ def test_bad_submissions_are_refused_and_leave_nothing(
     assert folders(stack) == before
     after = httpx.get(f"{stack.api}/jobs", headers={"Authorization": f"token {alice_token}"})
     assert after.json() == listed.json()
+
+
+def test_an_exhausted_gpu_quota_refuses_gpu_jobs_but_not_cpu_ones(stack, bob, tmp_path):
+    from support.login import hub_token
+
+    from gpuaf.ledger import Ledger
+    from gpuaf.ledger.models import NotebookJob, NotebookJobItem
+    from gpuaf.settings import load_settings
+
+    token = hub_token(bob, "bob")
+    ledger = Ledger(load_settings(stack.settings_path).ledger_url)
+    now = dt.datetime.now(dt.UTC)
+    with ledger.session() as db:  # 6 minutes on 1,000 GPUs: 100 GPU-hours of bob's 50
+        db.add(NotebookJob(
+            id="big-scan", user_name="bob", idempotency_key=str(uuid.uuid4()),
+            request_digest="-", name="big-scan", profile="gpu-1", backend="local",
+            walltime_s=3600, gpu_share=1000.0, output_dir="/nowhere", state="succeeded",
+            items=[NotebookJobItem(index=0, state="succeeded", finished_at=now,
+                                   started_at=now - dt.timedelta(minutes=6))],
+        ))  # fmt: skip
+        db.commit()
+    try:
+        before = folders(stack, "bob")
+        reply = post(stack, token, request(tmp_path, slice="gpu-1"))
+        assert reply.status_code == 403, reply.text
+        assert "quota of 50 GPU-hours this month is used up" in reply.json()["detail"]
+        assert "nothing was submitted" in reply.json()["detail"]
+        assert folders(stack, "bob") == before
+        reply = post(stack, token, request(tmp_path, slice="cpu", parameters={"lr": "2"}))
+        assert reply.status_code == 201, reply.text
+        assert follow(stack, token, reply.json()["id"])["state"] == "succeeded"
+    finally:
+        with ledger.session() as db:
+            db.delete(db.get(NotebookJob, "big-scan"))
+            db.commit()
+        ledger.dispose()

@@ -78,8 +78,8 @@ def _matches(ad: classad2.ClassAd, constraint: object) -> bool:
 
 
 class FakeSubmitResult:
-    def __init__(self, cluster: int, ad: classad2.ClassAd):
-        self._cluster, self._ad = cluster, ad
+    def __init__(self, cluster: int, ad: classad2.ClassAd, procs: int = 1):
+        self._cluster, self._ad, self._procs = cluster, ad, procs
 
     def cluster(self) -> int:
         return self._cluster
@@ -88,7 +88,7 @@ class FakeSubmitResult:
         return 0
 
     def num_procs(self) -> int:
-        return 1
+        return self._procs
 
     def clusterad(self) -> classad2.ClassAd:
         return self._ad
@@ -121,11 +121,18 @@ class FakeSchedd:
         for key, value in dict(description).items():
             if key.startswith("MY."):
                 ad[key[3:]] = classad2.ExprTree(value)
-        ad.update(ClusterId=cluster, ProcId=0, JobStatus=1, QDate=now, EnteredCurrentStatus=now)
+        ad.update(ClusterId=cluster, JobStatus=1, QDate=now, EnteredCurrentStatus=now)
         ad["Iwd"] = description.get("initialdir", "")
-        self.jobs[f"{cluster}.0"] = ad
+        # as the schedd: count overrides the queue statement's, which defaults to 1
+        procs = count or int((description.getQArgs() or "1").split()[0])
+        for proc in range(procs):
+            job = classad2.ClassAd()  # a copy per proc
+            for key in ad:
+                job[key] = ad.lookup(key)
+            job["ProcId"] = proc
+            self.jobs[f"{cluster}.{proc}"] = job
         self.submitted.append(description)
-        return FakeSubmitResult(cluster, ad)
+        return FakeSubmitResult(cluster, self.jobs[f"{cluster}.0"], procs)
 
     def spool(self, result):
         self._call("spool", cluster=result.cluster())
