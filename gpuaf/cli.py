@@ -1,4 +1,4 @@
-"""The ``gpuaf`` command: demo, hub, api, migrate, slices."""
+"""The ``gpuaf`` command: demo, hub, api, migrate, slices, submit, jobs, node."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gpuaf import __version__, cli_slices, cli_submit
+from gpuaf import __version__, cli_jobs, cli_slices, cli_submit
 from gpuaf.errors import PublicError, SettingsError
 from gpuaf.settings import ENV_VAR, EXAMPLE, Settings, load_settings
 
@@ -57,8 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     with_settings(sub.add_parser("migrate", help="bring the ledger schema up to date"))
     slices = with_settings(sub.add_parser("slices", help="the slice catalogue, availability"))
     cli_slices.add_arguments(slices, DEFAULT_SIMULATION)
-    submit = with_settings(sub.add_parser("submit", help="a notebook as a batch job (--dry-run)"))
+    submit = with_settings(sub.add_parser("submit", help="submit a notebook as a batch job"))
     cli_submit.add_arguments(submit)
+    jobs = with_settings(sub.add_parser("jobs", help="my notebook jobs: list, show, logs, cancel"))
+    cli_jobs.add_jobs_arguments(jobs)
     node = sub.add_parser("node", help="GPU worker tools: `gpuaf node inspect`")
     node.add_argument("node_args", nargs=argparse.REMAINDER, metavar="inspect ...")
     return p
@@ -196,6 +198,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return cli_submit.run(load_settings(args.settings), args)
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    return cli_jobs.jobs(load_settings(args.settings), args)
+
+
 def cmd_node(args: argparse.Namespace) -> int:
     from gpuaf import node
 
@@ -238,4 +244,5 @@ COMMANDS = {
     "migrate": cmd_migrate,
     "slices": cmd_slices,
     "submit": cmd_submit,
+    "jobs": cmd_jobs,
 }

@@ -3,8 +3,9 @@
 Offline, from the settings file alone: the notebook, parameters, sweeps, slice, target
 and walltime are checked exactly as a submission checks them, and the exact HTCondor
 submit description (``queue N`` included) or sbatch argument list and batch script is
-printed. Nothing is written and nothing is submitted. Submitting for real goes through
-the portal API, which does not offer notebook jobs yet.
+printed. Nothing is written and nothing is submitted. Without ``--dry-run`` the notebook
+goes to the portal API (``POST /api/v1/jobs``, see :mod:`gpuaf.cli_jobs`), which checks it
+again and submits it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,10 @@ import argparse
 import getpass
 import json
 import os
-import sys
 from pathlib import Path
 
 from gpuaf.errors import PublicError
 from gpuaf.settings import Settings
-
-NOT_YET = (
-    "gpuaf submit: submitting goes through the portal API, which does not take notebook "
-    "jobs yet; use --dry-run to see what would be submitted."
-)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", metavar="N", help="job name (default: the notebook's name)")
     p.add_argument("--backend", choices=["htcondor", "slurm"], help="default: backend.kind")
     p.add_argument("--dry-run", action="store_true", help="print the request, submit nothing")
+    p.add_argument("--portal", metavar="URL", help="portal (default: $GPUAF_PORTAL_URL)")
+    p.add_argument("--wait", action="store_true", help="follow the job until it has ended")
     p.add_argument("--user", metavar="NAME", help="user name (default: you)")
     p.add_argument("--groups", metavar="G1,G2", default="", help="your IAM groups")
     p.add_argument("--home", metavar="DIR", help=argparse.SUPPRESS)
@@ -51,8 +48,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from gpuaf.notebooks.plan import plan_job
 
     if not args.dry_run:
-        print(NOT_YET, file=sys.stderr)
-        return 2
+        from gpuaf import cli_jobs
+
+        return cli_jobs.submit(settings, args)
     backend = args.backend or settings.backend.kind
     if backend not in ("htcondor", "slurm"):
         raise PublicError(

@@ -50,6 +50,16 @@ def start_token_keeper(environ: dict[str, str]) -> None:
     )
 
 
+def write_token_file(environ: dict[str, str]) -> None:
+    """The job's bearer token in a 0600 file named by ``$BEARER_TOKEN_FILE`` (not renewed:
+    it is valid until the token's own expiry)."""
+    from gpuaf import tokenkeeper
+
+    path = tokenkeeper.token_file(environ)
+    tokenkeeper.write(path, environ["BEARER_TOKEN"])
+    environ["BEARER_TOKEN_FILE"] = str(path)
+
+
 def start_session_agent(environ: dict[str, str]) -> None:
     """Sample the session's GPUs in the background and report them (see gpuaf.agent)."""
     # like the keeper, its parent is this process, which becomes the session's server by exec
@@ -69,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if environ.get("JUPYTERHUB_API_URL") and environ.get("JUPYTERHUB_API_TOKEN"):
         start_token_keeper(environ)
+    elif environ.get("BEARER_TOKEN"):  # a batch job: the submitter's token, as a file too
+        write_token_file(environ)
     if all(
         environ.get(k) for k in ("GPUAF_PORTAL_URL", "GPUAF_SESSION_ID", "JUPYTERHUB_API_TOKEN")
     ):

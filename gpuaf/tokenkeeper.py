@@ -24,7 +24,8 @@ def token_file(environ: dict[str, str]) -> Path:
     if environ.get("BEARER_TOKEN_FILE"):
         return Path(environ["BEARER_TOKEN_FILE"])
     base = environ.get("TMPDIR") or "/tmp"  # noqa: S108 - per-session name, mode 0600
-    return Path(base) / f"gpuaf-bt-{environ.get('GPUAF_SESSION_ID', os.getpid())}"
+    owner = environ.get("GPUAF_SESSION_ID") or environ.get("GPUAF_JOB_ID") or os.getpid()
+    return Path(base) / f"gpuaf-bt-{owner}"
 
 
 def fetch(environ: dict[str, str], timeout: float = 20) -> dict:

@@ -167,3 +167,87 @@ def test_an_exhausted_gpu_quota_refuses_gpu_jobs_but_not_cpu_ones(stack, bob, tm
             db.delete(db.get(NotebookJob, "big-scan"))
             db.commit()
         ledger.dispose()
+
+
+TOKEN_BODY = """import base64, json, os
+token = open(os.environ["BEARER_TOKEN_FILE"]).read().strip()
+payload = token.split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+print(f"lr={lr} epochs={epochs} name={name} token-user={claims['preferred_username']}")
+"""
+
+
+def _session_env(user: str, data_dir) -> dict:
+    import psutil
+
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            env = proc.environ()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        ours = "jupyterhub-singleuser" in cmdline and str(data_dir) in cmdline
+        if env.get("JUPYTERHUB_USER") == user and ours:
+            return env
+    raise AssertionError(f"no session of {user}")
+
+
+def test_the_cli_in_a_session_submits_follows_and_cancels(stack, alice_token, tmp_path):
+    """`gpuaf submit`, `gpuaf jobs`, `jobs logs`, `jobs cancel` with the session's IAM token."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from support.stack import start_server
+
+    auth = {"Authorization": f"token {alice_token}"}
+    start_server(stack, "alice", auth, "cpu")
+    try:
+        session = _session_env("alice", stack.data_dir)
+        home = Path(session["HOME"])
+        write_notebook(home / "cli" / "fit.ipynb", body=TOKEN_BODY)
+        env = {
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "HOME": str(home),
+            "BEARER_TOKEN_FILE": session["BEARER_TOKEN_FILE"],
+            "GPUAF_PORTAL_URL": session["GPUAF_PORTAL_URL"],
+        }
+
+        def gpuaf(*args, check=True):
+            done = subprocess.run(
+                [sys.executable, "-m", "gpuaf", *args], env=env, cwd=home / "cli",
+                capture_output=True, text=True, timeout=240,
+            )  # fmt: skip
+            if check:
+                assert done.returncode == 0, done.stdout + done.stderr
+            return done
+
+        out = gpuaf("submit", "fit.ipynb", "--slice", "cpu", "--param", "lr=0.5",
+                    "--sweep", "epochs=1,2", "--name", "cli-fit", "--wait").stdout  # fmt: skip
+        assert "submitted job cli-fit-" in out and "2 item(s) on cpu" in out
+        assert "succeeded" in out.splitlines()[-1]
+        job_id = out.split("submitted job ")[1].split(":")[0]
+        listed = gpuaf("jobs").stdout
+        assert job_id in listed and "2 succeeded" in listed
+        log = gpuaf("jobs", "logs", job_id, "--item", "1").stdout
+        assert "lr=0.5 epochs=2 name=run token-user=alice" in log  # the job has her token
+        shown = gpuaf("jobs", "show", job_id).stdout
+        assert 'item-0: succeeded  {"lr": 0.5, "epochs": 1}' in shown
+        results = home / "gpuaf-jobs" / job_id / "item-1" / "executed.ipynb"
+        assert "lr=0.5 epochs=2" in results.read_text()
+
+        out = gpuaf("submit", "fit.ipynb", "--slice", "cpu", "--name", "to-cancel").stdout
+        other = out.split("submitted job ")[1].split(":")[0]
+        cancelled = gpuaf("jobs", "cancel", other).stdout
+        assert f"job {other} (to-cancel): cancelled" in cancelled
+
+        # refused before anything is sent, or by the portal: a clear message, exit 1
+        bad = gpuaf("submit", "fit.ipynb", "--slice", "gpu-9", check=False)
+        assert bad.returncode == 1 and "Slices you may book: cpu," in bad.stderr
+        bad = gpuaf("submit", "/etc/hostname", "--slice", "cpu", check=False)
+        assert bad.returncode == 1 and "outside your home" in bad.stderr
+        env.pop("BEARER_TOKEN_FILE")
+        bad = gpuaf("jobs", check=False)
+        assert bad.returncode == 1 and "No bearer token found" in bad.stderr
+    finally:
+        httpx.delete(f"{stack.url}hub/api/users/alice/server", headers=auth)

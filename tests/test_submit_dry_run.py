@@ -5,6 +5,7 @@ attempts refused or quoted, and the command end to end; nothing written, nothing
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import htcondor2
@@ -254,13 +255,21 @@ def test_dry_run_errors_are_one_sentence(capsys, settings_file, home, args, mess
     assert files_under(home.parent.parent) == before
 
 
-def test_without_dry_run_nothing_is_submitted(capsys, settings_file, home):
-    code, out, err = gpuaf(
-        capsys, "submit", "train.ipynb", "--slice", "cpu", "--settings", str(settings_file),
-        "--home", str(home),
-    )  # fmt: skip
-    assert code == 2 and out == ""
-    assert "submitting goes through the portal API" in err and "--dry-run" in err
+def test_without_dry_run_it_needs_a_token_and_the_portal(capsys, settings_file, home, monkeypatch):
+    for var in ("BEARER_TOKEN", "BEARER_TOKEN_FILE", "XDG_RUNTIME_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(home.parent))  # no bt_u<uid> there
+    args = ("submit", "train.ipynb", "--slice", "cpu", "--settings", str(settings_file),
+            "--home", str(home), "--portal", "http://127.0.0.1:9/services/portal")  # fmt: skip
+    before = files_under(home.parent.parent)
+    if not os.path.exists(f"/tmp/bt_u{os.getuid()}"):
+        code, out, err = gpuaf(capsys, *args)
+        assert code == 1 and out == "" and "No bearer token found: set BEARER_TOKEN" in err
+    monkeypatch.setenv("BEARER_TOKEN", "eyJ.e30.sig")
+    code, out, err = gpuaf(capsys, *args)
+    assert code == 1 and out == ""
+    assert "The portal (http://127.0.0.1:9/services/portal) could not be reached" in err
+    assert files_under(home.parent.parent) == before
 
 
 def test_a_local_backend_needs_an_explicit_one(capsys, tmp_path, home):
