@@ -84,7 +84,7 @@ def submission(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     from gpuaf.notebooks.parameters import parse_param, parse_sweep
     from gpuaf.notebooks.validation import inside_home
 
-    path = Path(args.notebook).expanduser().resolve()
+    path = Path(args.notebook).expanduser().absolute()  # relative: to where you are
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

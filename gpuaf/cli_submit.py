@@ -61,7 +61,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     groups = [g for g in (x.strip() for x in args.groups.split(",")) if g]
     plan = plan_job(
         settings,
-        notebook=args.notebook,
+        notebook=Path(args.notebook).expanduser().absolute(),  # relative: to where you are
         home=home,
         user=args.user or getpass.getuser(),
         groups=groups,

@@ -26,9 +26,10 @@ def files_under(path):
 
 
 @pytest.fixture
-def home(tmp_path):
+def home(tmp_path, monkeypatch):
     home = tmp_path / "home" / "alice"
     write_notebook(home / "train.ipynb")
+    monkeypatch.chdir(home)  # notebook paths are relative to where the user is
     return home
 
 
