@@ -67,3 +67,19 @@ IdentityDep = Annotated[HubIdentity, Depends(get_identity)]
 CurrentUserDep = Annotated[PortalUser, Depends(get_current_user)]
 CurrentUser = CurrentUserDep
 AdminUser = Annotated[PortalUser, Depends(require_role("facility-admin", "collaboration-admin"))]
+
+
+def check_same_origin(request: Request, user: PortalUser) -> None:
+    """A change made with the login cookie must come from the portal's own pages: the
+    browser's Origin (or Referer) names this host. Token callers are not browsers."""
+    if user.auth != "cookie":
+        return
+    from urllib.parse import urlsplit
+
+    source = request.headers.get("origin") or request.headers.get("referer") or ""
+    if not source or urlsplit(source).netloc != request.headers.get("host", ""):
+        raise PublicError(
+            "This change must be made from the portal's own page (the request came from "
+            f"{urlsplit(source).netloc or 'an unknown page'}).",
+            status=403,
+        )

@@ -251,3 +251,48 @@ def test_the_cli_in_a_session_submits_follows_and_cancels(stack, alice_token, tm
         assert bad.returncode == 1 and "No bearer token found" in bad.stderr
     finally:
         httpx.delete(f"{stack.url}hub/api/users/alice/server", headers=auth)
+
+
+def test_the_job_pages_show_items_and_cancel_from_the_browser(stack, alice, tmp_path):
+    """The pages work without JavaScript: the list, a job with its items, cancel by form."""
+    from support.login import hub_token
+
+    token = hub_token(alice, "alice")
+    job = post(stack, token, request(tmp_path, sweep={"lr": "[0.5, 0.25]"}, name="paged")).json()
+    portal = f"{stack.url}services/portal"
+    assert "/services/portal/jobs" in alice.get("/hub/home").text
+    listing = alice.get(f"{portal}/jobs", headers={"Accept": "text/html"})  # login as the hub's
+    assert (
+        listing.status_code == 200 and f'href="/services/portal/jobs/{job["id"]}"' in listing.text
+    )
+    page = alice.get(f"{portal}/jobs/{job['id']}")
+    assert page.status_code == 200
+    assert "item-0" in page.text and "item-1" in page.text and '{"lr": 0.25}' in page.text
+    # a cancel from another site's page is refused; from the portal's own page it works
+    host = stack.url.split("//")[1].rstrip("/")
+    forged = alice.post(
+        f"{portal}/jobs/{job['id']}/cancel", headers={"Origin": "https://evil.example"}
+    )
+    assert forged.status_code == 403 and "portal's own page" in forged.json()["detail"]
+    done = alice.post(
+        f"{portal}/jobs/{job['id']}/cancel",
+        headers={"Origin": f"http://{host}"},
+        follow_redirects=False,
+    )
+    assert (
+        done.status_code == 303 and done.headers["location"] == f"/services/portal/jobs/{job['id']}"
+    )
+    after = alice.get(f"{portal}/jobs/{job['id']}").text
+    assert 'class="state-cancelled">cancelled' in after and "Cancel this job" not in after
+    # another user sees no such job
+    other = httpx.get(
+        f"{stack.api}/jobs/{job['id']}",
+        headers={"Authorization": f"token {hub_token(login_bob(stack), 'bob')}"},
+    )
+    assert other.status_code == 404 and "no job" in other.json()["detail"]
+
+
+def login_bob(stack):
+    from support.login import login
+
+    return login(stack.url, "bob")

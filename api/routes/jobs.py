@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from gpuaf.api import jobs_follow, jobs_service
-from gpuaf.api.deps import CurrentUser, FacilityDep, client_address
+from gpuaf.api.deps import CurrentUser, FacilityDep, check_same_origin, client_address
 from gpuaf.api.identity import PortalUser
 from gpuaf.api.schemas import JobItemOut, JobOut, Problem
 from gpuaf.errors import PublicError
@@ -84,6 +84,7 @@ def prefix_of(request: Request) -> str:
 )
 async def submit_job(request: Request, user: CurrentUser, facility: FacilityDep) -> JSONResponse:
     require_scope(user, "compute.create")
+    check_same_origin(request, user)
     try:
         body = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -152,7 +153,12 @@ async def one_job(
 async def cancel_job(
     request: Request, job_id: JobId, user: CurrentUser, facility: FacilityDep
 ) -> JobOut:
+    return await cancel_for(request, job_id, user, facility)
+
+
+async def cancel_for(request: Request, job_id: str, user: PortalUser, facility: Facility) -> JobOut:
     require_scope(user, "compute.cancel")
+    check_same_origin(request, user)
     job = await asyncio.to_thread(load_job, facility, user, job_id)
     if job.state not in FINAL_JOB_STATES:
         await jobs_follow.refresh(facility, [job_id])  # items that just ended keep their outcome

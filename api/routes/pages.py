@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from gpuaf.api.deps import CurrentUser, FacilityDep, IdentityDep
+from gpuaf.api.routes.jobs import JobId, cancel_for, jobs_of_user, one_job
 from gpuaf.api.routes.sessions import sessions_of_user
 from gpuaf.templates import render
 from gpuaf.units import format_mib
@@ -42,3 +43,51 @@ def my_sessions_page(
             mib=format_mib,
         )
     )
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def my_jobs_page(
+    user: CurrentUser,
+    facility: FacilityDep,
+    identity: IdentityDep,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    rows = jobs_of_user(facility, user.name, PER_PAGE + 1, (page - 1) * PER_PAGE, identity.prefix)
+    return HTMLResponse(
+        render(
+            "portal/jobs.html",
+            user=user.name,
+            rows=rows[:PER_PAGE],
+            any_open=any(j.state in ("queued", "running") for j in rows[:PER_PAGE]),
+            page=page,
+            more=len(rows) > PER_PAGE,
+            hub=identity.hub_auth.hub_prefix,
+            prefix=identity.prefix,
+        )
+    )
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+async def job_page(
+    request: Request, job_id: JobId, user: CurrentUser, facility: FacilityDep,
+    identity: IdentityDep,
+) -> HTMLResponse:  # fmt: skip
+    job = await one_job(request, job_id, user, facility)
+    return HTMLResponse(
+        render(
+            "portal/job.html",
+            j=job,
+            hub=identity.hub_auth.hub_prefix,
+            prefix=identity.prefix,
+            duration=_duration,
+        )
+    )
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel_from_page(
+    request: Request, job_id: JobId, user: CurrentUser, facility: FacilityDep,
+    identity: IdentityDep,
+) -> RedirectResponse:  # fmt: skip
+    await cancel_for(request, job_id, user, facility)
+    return RedirectResponse(f"{identity.prefix}jobs/{job_id}", 303)
