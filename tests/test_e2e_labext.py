@@ -87,7 +87,7 @@ def test_submit_button_dialog_and_request_in_chromium(
         assert dialog.locator("#gpuaf-target option").all_inner_texts() == ["local (this facility)"]
         shot("02-dialog")
 
-        # keyboard only: the parameter, a sweep, then Enter submits
+        # keyboard only: the parameter, a sweep, a walltime the slice does not allow, Enter
         dialog_slice = dialog.locator("#gpuaf-slice").input_value()
         dialog.locator("#gpuaf-param-lr").focus()
         page.keyboard.press("Control+A")
@@ -95,6 +95,7 @@ def test_submit_button_dialog_and_request_in_chromium(
         dialog.locator("#gpuaf-sweep-name").select_option("epochs")
         assert dialog.locator("#gpuaf-param-epochs").is_disabled()  # swept, not a parameter
         dialog.locator("#gpuaf-sweep-values").fill("1, 2")
+        dialog.locator("#gpuaf-walltime").fill("9d")
         dialog.locator("#gpuaf-sweep-values").focus()
         with page.expect_response(
             re.compile(r".*/user/alice/gpuaf/submit(\?.*)?$"), timeout=120_000
@@ -108,27 +109,41 @@ def test_submit_button_dialog_and_request_in_chromium(
         assert sent["target"] == "local"
         key = sent["idempotency_key"]
         uuid.UUID(key)
-        status = got.value.status
+        # the portal refuses the walltime: its message in the dialog, nothing submitted
+        assert got.value.status == 400
+        error = page.locator(".jp-Dialog .gpuaf-submit-error[role=alert]")
+        error.wait_for(timeout=30_000)
+        assert "give 1m to" in error.inner_text() and "HTTP 400" in error.inner_text()
+        shot("03-portal-refusal")
 
-        if status in (200, 201):  # the portal's jobs route exists: the job is shown
-            result = page.locator(".jp-Dialog .gpuaf-submit-result")
-            result.wait_for(timeout=30_000)
-            assert "queued" in result.inner_text() or "Job" in result.inner_text()
-            assert "/services/portal/jobs/" in result.locator("a").get_attribute("href")
-            shot("03-submitted")
+        # fixed and sent again: the same key, the job is made and followed to its end
+        page.locator(".jp-Dialog #gpuaf-walltime").fill("")
+        with page.expect_response(re.compile(r".*/gpuaf/submit(\?.*)?$")) as again:
             page.locator(".jp-Dialog .jp-mod-accept").click()
-        else:  # the portal refused (or lacks the route): its message, and a retry keeps the key
-            error = page.locator(".jp-Dialog .gpuaf-submit-error[role=alert]")
-            error.wait_for(timeout=30_000)
-            detail = got.value.json().get("detail")
-            assert detail and detail in error.inner_text()
-            assert f"HTTP {status}" in error.inner_text()
-            shot("03-portal-error")
-            with page.expect_request(re.compile(r".*/gpuaf/submit(\?.*)?$")) as again:
-                page.locator(".jp-Dialog .jp-mod-accept").click()
-            assert json.loads(again.value.post_data)["idempotency_key"] == key
-            page.locator(".jp-Dialog .gpuaf-submit-error[role=alert]").wait_for()
-            page.keyboard.press("Escape")
+        assert json.loads(again.value.request.post_data)["idempotency_key"] == key
+        assert again.value.status == 201, again.value.text()
+        job = again.value.json()
+        result = page.locator(".jp-Dialog .gpuaf-submit-result")
+        result.wait_for(timeout=30_000)
+        assert f"({job['id']})" in result.inner_text() and "2 items" in result.inner_text()
+        assert result.locator("a").get_attribute("href") == f"/services/portal/jobs/{job['id']}"
+        status = result.locator(".gpuaf-job-status[data-state=succeeded]")
+        status.wait_for(timeout=180_000)  # the dialog follows the job while it is open
+        assert "2 succeeded" in status.inner_text()
+        shot("04-job-succeeded")
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        job = httpx.get(f"{stack.api}/jobs/{job['id']}", headers=auth).json()
+        executed = httpx.get(
+            stack.url.rstrip("/") + job["items"][1]["notebook_url"], headers=auth, timeout=60
+        )
+        assert "0.05 2" in executed.text  # print(lr, epochs) of item 1
+        # the job's page, as the dialog's link opens it (the portal logs in through the hub)
+        job_page = context.new_page()
+        job_page.goto(stack.url.rstrip("/") + job["url"])
+        job_page.locator("text=item-1").wait_for(timeout=30_000)
+        assert "succeeded" in job_page.locator("dl").inner_text()
+        job_page.screenshot(path=artifacts / "labext-06-job-page.png", full_page=True)
+        job_page.close()
 
         # the same command in the command palette
         page.locator(".jp-Dialog").wait_for(state="detached")
@@ -136,7 +151,7 @@ def test_submit_button_dialog_and_request_in_chromium(
         page.keyboard.type("Submit as batch")
         item = page.locator(".lm-CommandPalette-item", has_text="Submit as batch job")
         item.wait_for(timeout=10_000)
-        shot("04-palette")
+        shot("05-palette")
         page.keyboard.press("Enter")
         page.locator(".jp-Dialog #gpuaf-slice").wait_for(timeout=30_000)
         page.keyboard.press("Escape")

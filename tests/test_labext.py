@@ -190,8 +190,9 @@ def test_submit_sends_the_contract_body_and_returns_the_portals_answer(server, p
     nbformat.validate(nbformat.from_dict(body["notebook"]))
     assert body["path"] == "analysis.ipynb"  # relative to the home
     assert body["slice"] == "cpu" and body["target"] == "local"
-    assert body["parameters"] == {"lr": 0.01}  # JSON text → JSON value
-    assert body["sweep"] == {"epochs": [1, 2]}
+    # checked, then sent as the portal's jobs route takes them: JSON text
+    assert body["parameters"] == {"lr": "0.01"}
+    assert body["sweep"] == {"epochs": "[1, 2]"}
     assert (body["walltime"], body["name"]) == ("1h", None)
     assert body["idempotency_key"] == sent["idempotency_key"]
     env = body["environment"]

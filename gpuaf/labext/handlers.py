@@ -1,5 +1,6 @@
 """The session server's ``gpuaf/*`` routes: a notebook's parameters, the portal's slices,
-and the submission of a notebook job to the portal (``POST {GPUAF_PORTAL_URL}/api/v1/jobs``).
+the submission of a notebook job to the portal (``POST {GPUAF_PORTAL_URL}/api/v1/jobs``)
+and the job's state (``gpuaf/jobs/<id>``, relayed from the portal).
 
 Values arrive as the text the user typed (JSON, as ``gpuaf submit --param``) and are
 checked by :mod:`gpuaf.notebooks` before anything leaves the session; refusals are
@@ -149,10 +150,24 @@ class SubmitHandler(GpuafHandler):
                 "notebook": nb,
                 "path": home_relative(root, api_path),
                 **fields,
+                # checked values, sent as the portal takes them: JSON text
+                "parameters": {k: json.dumps(v) for k, v in fields["parameters"].items()},
+                "sweep": {k: json.dumps(v) for k, v in fields["sweep"].items()},
                 "environment": await freeze_environment(),
             }
             self.log.info("gpuaf: submitting %s to slice %s", api_path, fields["slice"])
             await self.relay("POST", "/jobs", job)
+        except Refused as exc:
+            self.refuse(exc.status, exc.detail)
+
+
+class JobHandler(GpuafHandler):
+    """``GET gpuaf/jobs/<id>``: the portal's word on a job, for the dialog that follows it."""
+
+    @tornado.web.authenticated
+    async def get(self, job_id: str) -> None:
+        try:
+            await self.relay("GET", f"/jobs/{job_id}")
         except Refused as exc:
             self.refuse(exc.status, exc.detail)
 
@@ -165,5 +180,6 @@ def setup_handlers(web_app: Any) -> None:
             (url_path_join(base, "parameters"), ParametersHandler),
             (url_path_join(base, "slices"), SlicesHandler),
             (url_path_join(base, "submit"), SubmitHandler),
+            (url_path_join(base, "jobs", r"([A-Za-z0-9][A-Za-z0-9_.-]{0,79})"), JobHandler),
         ],
     )

@@ -253,20 +253,55 @@ function request(path: string, state: IState, params: IParameters): object {
   };
 }
 
+const FINAL = ['succeeded', 'failed', 'cancelled'];
+
+function describeJob(job: any): string {
+  const items: any[] = Array.isArray(job.items) ? job.items : [];
+  const counts = Object.entries(job.counts ?? {})
+    .map(([state, n]) => `${n} ${state}`)
+    .join(', ');
+  const reason = job.reason ? ` (${job.reason})` : '';
+  return `Job ${job.name ?? ''} (${job.id}): ${job.state}${reason}. ` +
+    `${items.length} item${items.length === 1 ? '' : 's'}${counts ? `: ${counts}` : ''}.`;
+}
+
+/** The submitted job, followed every few seconds while the dialog is open. */
 async function showJob(job: any): Promise<void> {
   const body = el('div', { class: 'gpuaf-submit-result' });
-  body.append(
-    el('p', {}, `Job ${job.name ?? ''} (${job.id}) is ${job.state}` +
-      (job.items !== undefined ? ` with ${job.items} item${job.items === 1 ? '' : 's'}.` : '.'))
-  );
+  const status = el('p', { class: 'gpuaf-job-status', role: 'status', 'aria-live': 'polite' },
+    describeJob(job));
+  body.append(status);
   if (job.url) {
-    const link = el('a', { href: job.url, target: '_blank', rel: 'noopener', class: 'gpuaf-job-link' }, 'Open the job\'s page');
+    const link = el('a', { href: job.url, target: '_blank', rel: 'noopener', class: 'gpuaf-job-link' },
+      'Open the job\'s page (items, logs, executed notebooks)');
     const p = el('p');
     p.append(link);
     body.append(p);
   }
+  let open = true;
+  const follow = async (): Promise<void> => {
+    let current = job;
+    while (open && !FINAL.includes(current.state)) {
+      await new Promise(resolve => setTimeout(resolve, 3000));
+      const reply = await call(`jobs/${encodeURIComponent(job.id)}`);
+      if (!open) {
+        return;
+      }
+      if (reply.ok) {
+        current = reply.body;
+        status.textContent = describeJob(current);
+        status.dataset.state = current.state;
+      }
+    }
+  };
+  status.dataset.state = job.state;
+  void follow();
   const widget = new Widget({ node: body });
-  await showDialog({ title: 'Batch job submitted', body: widget, buttons: [Dialog.okButton()] });
+  try {
+    await showDialog({ title: 'Batch job submitted', body: widget, buttons: [Dialog.okButton()] });
+  } finally {
+    open = false;
+  }
 }
 
 async function submit(panel: NotebookPanel): Promise<void> {
