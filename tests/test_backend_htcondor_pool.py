@@ -84,3 +84,33 @@ async def test_book_follow_and_remove(backend, kind):
             break
         await asyncio.sleep(2)
     assert status.state in (JobState.CANCELLED, JobState.UNKNOWN)
+
+
+async def test_a_notebook_job_is_one_cluster_of_items(backend, tmp_path):
+    """A 2-item notebook job on a cpu slice: one cluster, procs 0 and 1, followed, removed
+    (the job folder must be readable by the pool's execute nodes for it to run)."""
+    from support.notebooks import write_notebook, write_settings
+
+    from gpuaf.notebooks.batch import HTCondorItems
+    from gpuaf.notebooks.plan import plan_job
+    from gpuaf.settings import load_settings
+
+    settings = load_settings(write_settings(tmp_path / "settings.yaml"))
+    home = tmp_path / "home"
+    write_notebook(home / "nb.ipynb")
+    plan = plan_job(
+        settings, notebook=home / "nb.ipynb", home=home, user=os.environ.get("USER", "gpuaf"),
+        groups=["higgs"], slice_name="cpu", sweeps=["lr=0.1,0.2"],
+    )  # fmt: skip
+    plan.job_dir.mkdir(parents=True)
+    for name in ("manifest.json", "notebook.ipynb"):
+        (plan.job_dir / name).write_text("{}")
+    items = HTCondorItems(backend, settings)
+    submitted = await items.submit(plan, {})
+    try:
+        cluster = submitted.batch_id
+        assert submitted.item_ids == (f"{cluster}.0", f"{cluster}.1")
+        states = await items.status(cluster, submitted.item_ids)
+        assert all(s.state != JobState.UNKNOWN for s in states.values()), states
+    finally:
+        await items.cancel(submitted.batch_id, submitted.item_ids)
