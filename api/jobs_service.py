@@ -85,7 +85,12 @@ def plan_request(
     fields = check_submission(body, nb, extra=EXTRA, max_items=settings.notebooks.max_sweep_items)
     environment = _environment(body.get("environment"))
     profile_for(settings, list(user.groups), fields["slice"])
-    parse_target(fields["target"], settings)
+    site, _ = parse_target(fields["target"], settings)
+    if site is not None and facility.backend.name != "htcondor":
+        raise NotebookError(
+            f"Grid sites are reached through HTCondor's grid universe and this portal runs "
+            f"its jobs with {facility.backend.name}: use target local."
+        )
     home = home_of(settings, user.name)
     path = body.get("path") or f"{fields['name'] or 'notebook'}.ipynb"
     if not isinstance(path, str):
