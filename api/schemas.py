@@ -175,3 +175,8 @@ class JobOut(BaseModel):
     counts: dict[str, int]  # items per state
     items: list[JobItemOut]
     url: str  # the job's page
+
+
+class TargetOut(BaseModel):
+    name: str  # what a submission's target field takes: local, grid:<site>
+    label: str

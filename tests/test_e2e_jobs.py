@@ -296,3 +296,20 @@ def login_bob(stack):
     from support.login import login
 
     return login(stack.url, "bob")
+
+
+def test_the_same_click_five_times_at_once_makes_one_job(stack, alice_token, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = request(tmp_path, name="once")
+    with ThreadPoolExecutor(5) as pool:
+        replies = list(pool.map(lambda _: post(stack, alice_token, body), range(5)))
+    assert sorted(r.status_code for r in replies) == [200, 200, 200, 200, 201], [
+        r.text for r in replies
+    ]
+    assert len({r.json()["id"] for r in replies}) == 1
+    listed = httpx.get(f"{stack.api}/jobs", headers={"Authorization": f"token {alice_token}"})
+    assert sum(1 for j in listed.json() if j["name"] == "once") == 1
+    # the key used for another notebook is refused, not silently answered with the old job
+    other = post(stack, alice_token, {**body, "parameters": {"lr": "0.5"}})
+    assert other.status_code == 409 and "already used" in other.json()["detail"]

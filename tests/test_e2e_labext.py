@@ -84,7 +84,9 @@ def test_submit_button_dialog_and_request_in_chromium(
         assert any(t.startswith("CPU") for t in texts), texts
         assert dialog.locator("#gpuaf-param-lr").input_value() == "0.1"
         assert dialog.locator("#gpuaf-param-epochs").input_value() == "3"
-        assert dialog.locator("#gpuaf-target option").all_inner_texts() == ["local (this facility)"]
+        assert dialog.locator("#gpuaf-target option").all_inner_texts() == [
+            "the local queue (local)"
+        ]
         shot("02-dialog")
 
         # keyboard only: the parameter, a sweep, a walltime the slice does not allow, Enter

@@ -159,3 +159,21 @@ def test_job_items_count_against_the_monthly_gpu_hours(ledger_url):
     # before the items ran, they had used nothing
     assert usage_of(ledger, "bob", now=now.replace(month=10)).gpu_hours_this_month == 0
     ledger.dispose()
+
+
+def test_grid_sites_are_targets_on_htcondor_only(tmp_path):
+    from types import SimpleNamespace
+
+    from gpuaf.api.routes.jobs import targets
+
+    settings = load_settings(write_settings(tmp_path / "settings.yaml"))
+    condor = SimpleNamespace(settings=settings, backend=SimpleNamespace(name="htcondor"))
+    names = [t.name for t in targets(None, condor)]
+    assert sorted(names) == ["grid:ce-default-port", "grid:nordic", "grid:osg-ce", "local"]
+    labels = {t.name: t.label for t in targets(None, condor)}
+    assert labels["grid:nordic"] == "nordic (ARC CE arc.example.org)"
+    assert names[0] == "local"
+    slurm = SimpleNamespace(settings=settings, backend=SimpleNamespace(name="slurm"))
+    assert [(t.name, t.label) for t in targets(None, slurm)] == [
+        ("local", "the local queue (slurm)")
+    ]

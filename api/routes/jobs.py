@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 from gpuaf.api import jobs_follow, jobs_service
 from gpuaf.api.deps import CurrentUser, FacilityDep, check_same_origin, client_address
 from gpuaf.api.identity import PortalUser
-from gpuaf.api.schemas import JobItemOut, JobOut, Problem
+from gpuaf.api.schemas import JobItemOut, JobOut, Problem, TargetOut
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
 from gpuaf.ledger.models import FINAL_JOB_STATES, NotebookJob
@@ -102,6 +102,21 @@ async def submit_job(request: Request, user: CurrentUser, facility: FacilityDep)
         )  # fmt: skip
     out = job_out(job, prefix_of(request))
     return JSONResponse(out.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get(
+    "/targets",
+    response_model=list[TargetOut],
+    responses=ERRORS,
+    summary="Where notebook jobs may run: the local queue and the Grid sites (HTCondor only)",
+)
+def targets(user: CurrentUser, facility: FacilityDep) -> list[TargetOut]:
+    out = [TargetOut(name="local", label=f"the local queue ({facility.backend.name})")]
+    if facility.backend.name == "htcondor":
+        for name, site in facility.settings.notebooks.grid_sites.items():
+            kind = "ARC CE" if site.kind == "arc" else "HTCondor-CE"
+            out.append(TargetOut(name=f"grid:{name}", label=f"{name} ({kind} {site.endpoint})"))
+    return out
 
 
 @router.get("/jobs", response_model=list[JobOut], responses=ERRORS, summary="My jobs, newest first")

@@ -114,12 +114,18 @@ class ParametersHandler(GpuafHandler):
 
 
 class SlicesHandler(GpuafHandler):
+    route = "/slices"
+
     @tornado.web.authenticated
     async def get(self) -> None:
         try:
-            await self.relay("GET", "/slices")
+            await self.relay("GET", self.route)
         except Refused as exc:
             self.refuse(exc.status, exc.detail)
+
+
+class TargetsHandler(SlicesHandler):
+    route = "/targets"  # the local queue and the Grid sites notebook jobs may go to
 
 
 def home_relative(root: str, api_path: str) -> str:
@@ -179,6 +185,7 @@ def setup_handlers(web_app: Any) -> None:
         [
             (url_path_join(base, "parameters"), ParametersHandler),
             (url_path_join(base, "slices"), SlicesHandler),
+            (url_path_join(base, "targets"), TargetsHandler),
             (url_path_join(base, "submit"), SubmitHandler),
             (url_path_join(base, "jobs", r"([A-Za-z0-9][A-Za-z0-9_.-]{0,79})"), JobHandler),
         ],

@@ -28,6 +28,11 @@ interface ISlice {
   availability?: { capacity?: number; free?: number; waiting?: number };
 }
 
+interface ITarget {
+  name: string;
+  label: string;
+}
+
 interface IDefault {
   text: string;
   json: boolean;
@@ -123,7 +128,8 @@ class SubmitBody extends Widget implements Dialog.IBodyWidget<IState> {
     private state: IState,
     slices: ISlice[] | null,
     slicesError: string,
-    params: IParameters
+    params: IParameters,
+    targets: ITarget[]
   ) {
     super();
     this.addClass('gpuaf-submit-form');
@@ -196,7 +202,11 @@ class SubmitBody extends Widget implements Dialog.IBodyWidget<IState> {
 
     n.append(el('h3', {}, 'Job'));
     const target = el('select', { id: 'gpuaf-target' });
-    target.append(el('option', { value: 'local' }, 'local (this facility)'));
+    for (const t of targets) {
+      const option = el('option', { value: t.name }, t.label);
+      option.selected = t.name === state.target;
+      target.append(option);
+    }
     row('Target', target.id, target);
     const walltime = el('input', { id: 'gpuaf-walltime', type: 'text', placeholder: "the slice's walltime, e.g. 2h" });
     walltime.value = state.walltime;
@@ -309,10 +319,14 @@ async function submit(panel: NotebookPanel): Promise<void> {
   if (panel.context.model.dirty) {
     await panel.context.save();
   }
-  const [slicesReply, paramsReply] = await Promise.all([
+  const [slicesReply, paramsReply, targetsReply] = await Promise.all([
     call('slices'),
-    call(`parameters?path=${encodeURIComponent(path)}`)
+    call(`parameters?path=${encodeURIComponent(path)}`),
+    call('targets')
   ]);
+  const targets: ITarget[] = targetsReply.ok && Array.isArray(targetsReply.body) && targetsReply.body.length
+    ? targetsReply.body
+    : [{ name: 'local', label: 'local (this facility)' }];
   if (!paramsReply.ok) {
     await showDialog({ title: LABEL, body: problem(paramsReply), buttons: [Dialog.okButton()] });
     return;
@@ -338,7 +352,7 @@ async function submit(panel: NotebookPanel): Promise<void> {
   for (;;) {
     const result = await showDialog<IState>({
       title: `${LABEL}: ${panel.context.localPath.split('/').pop()}`,
-      body: new SubmitBody(state, slices, slicesError, params),
+      body: new SubmitBody(state, slices, slicesError, params, targets),
       buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Submit' })],
       focusNodeSelector: '#gpuaf-slice'
     });
