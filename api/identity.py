@@ -95,6 +95,19 @@ class HubIdentity:
         admin = any(known[g].role == "facility-admin" for g in groups)
         return PortalUser(name, groups, admin, "iam", claims.scopes)
 
+    async def job_token(self, token: str, user: PortalUser) -> str:
+        """An IAM token a session sends along for its notebook job: valid and the user's."""
+        if self.tokens is None or token.count(".") != 2:
+            raise PublicError("The token sent for the job is not an IAM access token.")
+        try:
+            claims = await self.tokens.validate(token)
+        except TokenRefused as exc:
+            raise PublicError(f"The token sent for the job was refused: {exc.message}") from exc
+        claim = self.settings.iam.username_claim if self.settings else "preferred_username"
+        if str(claims.claims.get(claim) or claims.username) != user.name:
+            raise PublicError("The token sent for the job belongs to someone else.", status=403)
+        return token
+
     async def _user_model(self, name: str) -> dict:
         cached = self._models.get(name)
         if cached and time.monotonic() - cached[0] < MODEL_TTL_S:

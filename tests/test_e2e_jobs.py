@@ -24,13 +24,12 @@ def nb_json(tmp_path, **kw) -> dict:
     return json.loads(write_notebook(tmp_path / "nb.ipynb", **kw).read_text())
 
 
-def post(stack, token, body, **extra):
+def post(stack, token, body, headers_extra=None):
     return httpx.post(
         f"{stack.api}/jobs",
         json=body,
-        headers={"Authorization": f"token {token}"},
+        headers={"Authorization": f"token {token}", **(headers_extra or {})},
         timeout=60,
-        **extra,
     )
 
 
@@ -116,6 +115,7 @@ BAD = [
     ({"walltime": "9d"}, 400, "give 1m to"),
     ({"idempotency_key": "again"}, 400, "UUID"),
     ({"colour": "red"}, 400, "Unknown fields: colour"),
+    ({"target": "grid:"}, 400, "is not local or grid:<site>"),
 ]
 
 
@@ -313,3 +313,13 @@ def test_the_same_click_five_times_at_once_makes_one_job(stack, alice_token, tmp
     # the key used for another notebook is refused, not silently answered with the old job
     other = post(stack, alice_token, {**body, "parameters": {"lr": "0.5"}})
     assert other.status_code == 409 and "already used" in other.json()["detail"]
+
+
+def test_a_token_for_the_job_that_is_not_valid_is_refused(stack, alice_token, tmp_path):
+    before = folders(stack)
+    reply = post(
+        stack, alice_token, request(tmp_path), headers_extra={"X-Gpuaf-Job-Token": "a.b.c"}
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["detail"].startswith("The token sent for the job was refused")
+    assert folders(stack) == before

@@ -34,6 +34,10 @@ def write_notebook(stack, token: str) -> None:
         cells=[
             nbformat.v4.new_code_cell("lr = 0.1\nepochs = 3", metadata={"tags": ["parameters"]}),
             nbformat.v4.new_code_cell("print(lr, epochs)"),
+            nbformat.v4.new_code_cell(
+                "import os\n"
+                "print('token-file', os.path.isfile(os.environ.get('BEARER_TOKEN_FILE', '')))"
+            ),
         ],
         metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Py"}},
     )
@@ -139,6 +143,7 @@ def test_submit_button_dialog_and_request_in_chromium(
             stack.url.rstrip("/") + job["items"][1]["notebook_url"], headers=auth, timeout=60
         )
         assert "0.05 2" in executed.text  # print(lr, epochs) of item 1
+        assert "token-file True" in executed.text  # the session's IAM token went along
         # the job's page, as the dialog's link opens it (the portal logs in through the hub)
         job_page = context.new_page()
         job_page.goto(stack.url.rstrip("/") + job["url"])

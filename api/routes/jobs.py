@@ -27,6 +27,7 @@ router = APIRouter(tags=["jobs"])
 JobId = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")]
 Item = Annotated[int, PathParam(ge=0, le=100_000)]
 ERRORS = {400: {"model": Problem}, 401: {"model": Problem}, 403: {"model": Problem}}
+JOB_TOKEN = "x-gpuaf-job-token"  # noqa: S105 - a header name: the token a session gives its job
 MAX_LOG = 2 * 1024 * 1024  # bytes of a log returned (its end)
 
 
@@ -92,6 +93,9 @@ async def submit_job(request: Request, user: CurrentUser, facility: FacilityDep)
     secrets = {}
     if user.auth == "iam":  # the job may use the submitter's token ($BEARER_TOKEN_FILE)
         secrets["BEARER_TOKEN"] = request.headers["authorization"].partition(" ")[2].strip()
+    elif request.headers.get(JOB_TOKEN):  # a session sends its own IAM token along
+        identity = request.app.state.identity
+        secrets["BEARER_TOKEN"] = await identity.job_token(request.headers[JOB_TOKEN], user)
     job_id, created = await jobs_service.submit(facility, user, body, secrets)
     job = await asyncio.to_thread(load_job, facility, user, job_id)
     if created:

@@ -74,9 +74,12 @@ class GpuafHandler(APIHandler):
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
         return f"{url}/api/v1", {"Authorization": f"token {token}"}
 
-    async def relay(self, method: str, route: str, body: dict | None = None) -> None:
+    async def relay(
+        self, method: str, route: str, body: dict | None = None, extra: dict | None = None
+    ) -> None:
         """The portal's answer to ``method route``, returned unchanged."""
         base, headers = self.portal()
+        headers.update(extra or {})
         try:
             async with httpx.AsyncClient(timeout=PORTAL_TIMEOUT_S) as client:
                 reply = await client.request(method, base + route, json=body, headers=headers)
@@ -128,6 +131,16 @@ class TargetsHandler(SlicesHandler):
     route = "/targets"  # the local queue and the Grid sites notebook jobs may go to
 
 
+def job_token() -> dict[str, str]:
+    """The session's IAM token (kept fresh in $BEARER_TOKEN_FILE), for the job to use."""
+    path = os.environ.get("BEARER_TOKEN_FILE")
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip() if path else ""
+    except OSError:
+        token = ""
+    return {"X-Gpuaf-Job-Token": token} if token else {}
+
+
 def home_relative(root: str, api_path: str) -> str:
     """The path relative to the user's home (the server's root in a gpuaf session)."""
     full = Path(root).resolve() / api_path
@@ -162,7 +175,7 @@ class SubmitHandler(GpuafHandler):
                 "environment": await freeze_environment(),
             }
             self.log.info("gpuaf: submitting %s to slice %s", api_path, fields["slice"])
-            await self.relay("POST", "/jobs", job)
+            await self.relay("POST", "/jobs", job, job_token())
         except Refused as exc:
             self.refuse(exc.status, exc.detail)
 
