@@ -21,6 +21,7 @@ from gpuaf.api import housekeeping, jobs_follow, reconciler
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
 from gpuaf.api.routes import (
     audit,
+    dashboards,
     health,
     jobs,
     me,
@@ -29,6 +30,7 @@ from gpuaf.api.routes import (
     samples,
     sessions,
     slices,
+    usage,
 )
 from gpuaf.api.tokens import TokenRefused, TokenValidator
 from gpuaf.errors import PublicError
@@ -76,8 +78,10 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(sessions.router, prefix=api)
     app.include_router(samples.router, prefix=api)
     app.include_router(jobs.router, prefix=api)
+    app.include_router(usage.router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
     app.include_router(pages.router, prefix=prefix.rstrip("/"))
+    app.include_router(dashboards.router, prefix=prefix.rstrip("/"))
 
     @app.middleware("http")
     async def trusted_networks(request: Request, call_next):
@@ -110,7 +114,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
 
     @app.get(prefix.rstrip("/") or "/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse(f"{prefix}sessions", 302)  # people first; the API has /docs
+        return RedirectResponse(f"{prefix}overview", 302)  # people first; the API has /docs
 
     return app
 

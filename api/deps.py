@@ -83,3 +83,16 @@ def check_same_origin(request: Request, user: PortalUser) -> None:
             f"{urlsplit(source).netloc or 'an unknown page'}).",
             status=403,
         )
+
+
+def visible_groups(facility: Facility, user: PortalUser) -> set[str] | None:
+    """The groups an admin may see: None (all) for a facility admin, else the
+    collaborations the user administers."""
+    if "facility-admin" in user_roles(facility, user):
+        return None
+    groups = facility.settings.groups
+    return {
+        groups[g].collaboration or g
+        for g in user.groups
+        if g in groups and groups[g].role == "collaboration-admin"
+    }

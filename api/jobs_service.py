@@ -157,6 +157,7 @@ async def submit(
         source=str(plan.notebook_path.relative_to(plan.home)), profile=plan.profile.name,
         target=fields["target"], backend=facility.backend.name,
         walltime_s=plan.profile.walltime, gpu_share=plan.profile.gpu_share,
+        group_name=plan.accounting_group,
         output_dir=str(plan.job_dir), environment=environment, state="submitting",
         items=[NotebookJobItem(index=i, parameters=dict(p))
                for i, p in enumerate(plan.manifest.items)],

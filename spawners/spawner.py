@@ -27,7 +27,7 @@ from gpuaf.spawners.backends import JobState, JobStatus
 from gpuaf.spawners.form import render_form
 from gpuaf.spawners.progress import ProgressMixin
 from gpuaf.spawners.recovery import RecoveryMixin
-from gpuaf.spawners.session_job import session_job
+from gpuaf.spawners.session_job import accounting_group, session_job
 from gpuaf.units import format_duration
 
 STATE_KEYS = ("job_id", "profile_name", "session_id", "server_host", "up_since")
@@ -118,6 +118,7 @@ class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
         self.session_id = await asyncio.to_thread(
             open_session, facility.ledger, user=who, server=self.name, profile=profile.name,
             backend=backend.name, gpu_share=profile.gpu_share,
+            group=accounting_group(self.user_groups(), profile),
         )  # fmt: skip
         await asyncio.to_thread(
             facility.ledger.audit, who, "session.book", where, profile=profile.name,

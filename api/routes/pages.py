@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from gpuaf.api.deps import CurrentUser, FacilityDep, IdentityDep
+from gpuaf.api.deps import CurrentUser, FacilityDep, IdentityDep, user_roles
 from gpuaf.api.routes.jobs import JobId, cancel_for, jobs_of_user, one_job
 from gpuaf.api.routes.sessions import sessions_of_user
 from gpuaf.templates import render
@@ -15,6 +15,18 @@ from gpuaf.units import format_mib
 
 router = APIRouter(include_in_schema=False)
 PER_PAGE = 25
+ADMIN_ROLES = {"facility-admin", "collaboration-admin"}
+
+
+def common(facility, user, identity, here: str) -> dict:
+    """What every portal page's layout needs: who, where, and whether to show admin links."""
+    return {
+        "user": user.name,
+        "hub": identity.hub_auth.hub_prefix,
+        "prefix": identity.prefix,
+        "here": here,
+        "is_admin": bool(ADMIN_ROLES & set(user_roles(facility, user))),
+    }
 
 
 def _duration(seconds: int) -> str:
@@ -33,12 +45,10 @@ def my_sessions_page(
     return HTMLResponse(
         render(
             "portal/sessions.html",
-            user=user.name,
+            **common(facility, user, identity, "sessions"),
             rows=rows[:PER_PAGE],
             page=page,
             more=len(rows) > PER_PAGE,
-            hub=identity.hub_auth.hub_prefix,
-            prefix=identity.prefix,
             duration=_duration,
             mib=format_mib,
         )
@@ -56,13 +66,11 @@ def my_jobs_page(
     return HTMLResponse(
         render(
             "portal/jobs.html",
-            user=user.name,
+            **common(facility, user, identity, "jobs"),
             rows=rows[:PER_PAGE],
             any_open=any(j.state in ("queued", "running") for j in rows[:PER_PAGE]),
             page=page,
             more=len(rows) > PER_PAGE,
-            hub=identity.hub_auth.hub_prefix,
-            prefix=identity.prefix,
         )
     )
 
@@ -73,15 +81,8 @@ async def job_page(
     identity: IdentityDep,
 ) -> HTMLResponse:  # fmt: skip
     job = await one_job(request, job_id, user, facility)
-    return HTMLResponse(
-        render(
-            "portal/job.html",
-            j=job,
-            hub=identity.hub_auth.hub_prefix,
-            prefix=identity.prefix,
-            duration=_duration,
-        )
-    )
+    context = common(facility, user, identity, "jobs")
+    return HTMLResponse(render("portal/job.html", j=job, duration=_duration, **context))
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -57,6 +57,7 @@ class SessionRecord(Base):
     __table_args__ = (
         UniqueConstraint("backend", "job_id", name="uq_sessions_backend_job"),
         Index("ix_sessions_user_state", "user_name", "state"),
+        Index("ix_sessions_group", "group_name"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -70,6 +71,7 @@ class SessionRecord(Base):
     node: Mapped[str | None] = mapped_column(String(255))
     gpu_ids: Mapped[list[str]] = mapped_column(default=list)
     gpu_share: Mapped[float] = mapped_column(Float, default=0.0)
+    group_name: Mapped[str | None] = mapped_column(String(255))  # accounted to; None: none
     gpu_note: Mapped[str | None] = mapped_column(Text)  # the session agent's, if any
     # What its GPU samples said, stored once it ended and its samples were compacted or
     # deleted (gpu_summary_at: when); then these figures are the session's.
@@ -162,6 +164,7 @@ class NotebookJob(Base):
     batch_id: Mapped[str | None] = mapped_column(String(128))  # cluster / array job id
     walltime_s: Mapped[int] = mapped_column(Integer)
     gpu_share: Mapped[float] = mapped_column(Float, default=0.0)
+    group_name: Mapped[str | None] = mapped_column(String(255))  # accounted to; None: none
     output_dir: Mapped[str] = mapped_column(Text)
     environment: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the frozen one
     secrets_file: Mapped[str | None] = mapped_column(Text)  # removed once the job ended

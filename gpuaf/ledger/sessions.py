@@ -23,7 +23,14 @@ from gpuaf.ledger.models import (
 
 
 def open_session(
-    ledger: Ledger, *, user: str, server: str, profile: str, backend: str, gpu_share: float = 0.0
+    ledger: Ledger,
+    *,
+    user: str,
+    server: str,
+    profile: str,
+    backend: str,
+    gpu_share: float = 0.0,
+    group: str | None = None,
 ) -> str:
     """Create a session in state ``requested``; return its id."""
     session_id = str(uuid.uuid4())
@@ -37,6 +44,7 @@ def open_session(
                 backend=backend,
                 state="requested",
                 gpu_share=gpu_share,
+                group_name=group,
                 events=[SessionEvent(state="requested")],
             )
         )

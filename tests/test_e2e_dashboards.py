@@ -1,0 +1,135 @@
+"""Dashboards on the demo portal filled with generated use: the physicist's overview, the
+admins' usage report (figures, CSV, chart), role checks, in Chromium with screenshots."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+
+import httpx
+import pytest
+from support.login import hub_token, login
+from support.usage_data import fill, previous_month, remove
+
+from gpuaf.ledger import Ledger
+from gpuaf.settings import load_settings
+
+pytestmark = pytest.mark.e2e
+HTML = {"Accept": "text/html"}
+
+
+@pytest.fixture(scope="module")
+def filled(stack):
+    ledger = Ledger(load_settings(stack.settings_path).ledger_url)
+    now = dt.datetime.now(dt.UTC)
+    fixed = fill(ledger, now)
+    since, until = previous_month(now)
+    yield {"fixed": fixed, "since": since.date(), "until": until.date()}
+    remove(ledger)
+    ledger.dispose()
+
+
+@pytest.fixture(scope="module")
+def tokens(stack):
+    out = {}
+    for user in ("alice", "dana", "erin"):
+        client = login(stack.url, user)
+        out[user] = {"Authorization": f"token {hub_token(client, user)}"}
+        client.close()
+    return out
+
+
+def report(stack, auth, **params):
+    return httpx.get(f"{stack.api}/usage", params=params, headers=auth, timeout=60)
+
+
+def test_the_report_shows_the_hand_checked_session_and_adds_up(stack, filled, tokens):
+    period = {"since": filled["since"].isoformat(), "until": filled["until"].isoformat()}
+    reply = report(stack, tokens["erin"], **period)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    fixed = filled["fixed"]
+    row = next(r for r in body["users"] if (r["group"], r["user"]) == ("neutrino", "carol"))
+    assert row["gpu_hours"] == pytest.approx(fixed["gpu_hours"])
+    assert row["energy_wh"] == pytest.approx(fixed["energy_wh"])
+    assert row["occupancy"] == pytest.approx(fixed["occupancy"])
+    for group in body["groups"]:  # a group's figures are the sum of its users'
+        users = [u for u in body["users"] if u["group"] == group["group"]]
+        assert group["gpu_hours"] == pytest.approx(sum(u["gpu_hours"] for u in users), abs=1e-3)
+        assert group["sessions"] == sum(u["sessions"] for u in users)
+        daily = sum(body["daily"][group["group"]].values())
+        assert daily == pytest.approx(group["gpu_hours"], abs=1e-2)
+    assert {g["group"] for g in body["groups"]} == {"higgs", "neutrino"}
+    # the CSV says the same
+    rows = list(csv.DictReader(io.StringIO(
+        httpx.get(f"{stack.api}/usage.csv", params=period, headers=tokens["erin"]).text
+    )))  # fmt: skip
+    carol = next(r for r in rows if (r["group"], r["user"]) == ("neutrino", "carol"))
+    assert float(carol["gpu_hours"]) == pytest.approx(3.0)
+    assert float(carol["energy_wh"]) == pytest.approx(600.0)
+    assert len(rows) == len(body["users"]) + len(body["groups"])
+
+
+def test_roles_decide_who_sees_what(stack, filled, tokens):
+    period = {"since": filled["since"].isoformat(), "until": filled["until"].isoformat()}
+    alice = report(stack, tokens["alice"], **period)
+    assert alice.status_code == 403 and "collaboration-admin" in alice.json()["detail"]
+    dana = report(stack, tokens["dana"], **period).json()  # higgs' collaboration admin
+    assert {g["group"] for g in dana["groups"]} == {"higgs"}
+    assert {u["user"] for u in dana["users"]} == {"alice", "carol", "dana"}
+    other = report(stack, tokens["dana"], group="neutrino", **period)
+    assert other.status_code == 403 and "You may see the groups higgs" in other.json()["detail"]
+    bad = report(stack, tokens["erin"], since="2026-05-01", until="2026-04-01")
+    assert bad.status_code == 400 and "must be after" in bad.json()["detail"]
+    far = report(stack, tokens["erin"], since="2020-01-01", until="2026-01-01")
+    assert far.status_code == 400 and "at most 400 days" in far.json()["detail"]
+
+
+def _browser_login(page, url, user):
+    page.goto(url)
+    page.click("#gpuaf-login")
+    page.wait_for_url(re.compile(r".*/interaction/.*"))
+    page.fill("input[name=login]", user)
+    page.fill("input[name=password]", "demo")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/hub/.*"))
+
+
+def test_the_pages_in_chromium(stack, filled, tokens, chromium, artifacts):
+    portal = f"{stack.url}services/portal"
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    _browser_login(page, stack.url, "alice")
+    page.goto(f"{portal}/")  # the portal's front page is the overview
+    page.wait_for_url(re.compile(r".*/services/portal/overview$"))
+    hint = page.locator(".hint")
+    assert "peaked at 3 GiB of GPU memory and 8 % utilisation" in hint.inner_text()
+    assert "MIG 1g.18gb" in hint.inner_text()
+    assert page.locator("nav.top a", has_text="Usage report").count() == 0  # not an admin
+    page.screenshot(path=artifacts / "dashboard-01-overview.png", full_page=True)
+    assert page.goto(f"{portal}/admin/usage").status == 403
+    context.close()
+
+    context = chromium.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    _browser_login(page, stack.url, "erin")
+    page.goto(f"{portal}/overview")
+    page.locator("nav.top a", has_text="Usage report").click()
+    page.wait_for_url(re.compile(r".*/admin/usage$"))
+    # keyboard: the period of the generated data, then Enter
+    page.fill("input[name=since]", filled["since"].isoformat())
+    page.fill("input[name=until]", filled["until"].isoformat())
+    page.locator("input[name=until]").press("Enter")
+    page.wait_for_url(re.compile(r".*since=.*"))
+    assert page.locator("svg.chart rect").count() > 10
+    carol = page.locator("tr", has=page.locator("th", has_text="carol")).filter(has_text="neutrino")
+    assert "3.00" in carol.inner_text() and "600.0" in carol.inner_text()
+    assert "40 %" in carol.inner_text()
+    page.screenshot(path=artifacts / "dashboard-02-usage-report.png", full_page=True)
+    with page.expect_download() as download:
+        page.locator("a", has_text="Download CSV").click()
+    assert download.value.suggested_filename.startswith("gpuaf-usage-")
+    assert page.locator("script").count() == 0  # the page needs no JavaScript
+    context.close()
