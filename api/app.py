@@ -20,6 +20,7 @@ from gpuaf import __version__
 from gpuaf.api import housekeeping, jobs_follow, reconciler
 from gpuaf.api.identity import HubIdentity, NotAuthenticated
 from gpuaf.api.routes import (
+    admin,
     audit,
     dashboards,
     health,
@@ -79,9 +80,11 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(samples.router, prefix=api)
     app.include_router(jobs.router, prefix=api)
     app.include_router(usage.router, prefix=api)
+    app.include_router(admin.api_router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
     app.include_router(pages.router, prefix=prefix.rstrip("/"))
     app.include_router(dashboards.router, prefix=prefix.rstrip("/"))
+    app.include_router(admin.router, prefix=prefix.rstrip("/"))
 
     @app.middleware("http")
     async def trusted_networks(request: Request, call_next):

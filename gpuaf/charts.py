@@ -88,3 +88,25 @@ def meter(used: float, limit: float | None, *, label: str, width: int = 320) -> 
         f'<rect width="{width}" height="18" rx="3" fill="#e5e7eb"/>'
         f'<rect width="{frac * width:.1f}" height="18" rx="3" fill="{colour}"/></svg>'
     )
+
+
+def sparkline(
+    values: list[float], *, top: float, label: str, unit: str, width: int = 120, height: int = 24
+) -> str:
+    """A small line of ``values`` (oldest first) on a 0..top scale; empty: a dash."""
+    if not values:
+        return '<span class="muted">—</span>'
+    step = width / max(len(values) - 1, 1)
+    top = top or max(values) or 1.0
+    points = " ".join(
+        f"{i * step:.1f},{height - 2 - min(v / top, 1.0) * (height - 4):.1f}"
+        for i, v in enumerate(values)
+    )
+    last = values[-1]
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="spark" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}"><title>{escape(label)}: '
+        f"{len(values)} readings, latest {last:.0f} {escape(unit)}, highest "
+        f"{max(values):.0f} {escape(unit)}</title>"
+        f'<polyline fill="none" stroke="#0072B2" stroke-width="1.5" points="{points}"/></svg>'
+    )

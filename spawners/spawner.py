@@ -19,7 +19,7 @@ from traitlets import Float, Unicode, default
 
 from gpuaf.errors import PublicError, UnknownSlice
 from gpuaf.facility import Facility, facility_for
-from gpuaf.ledger.sessions import open_session, set_state
+from gpuaf.ledger.sessions import open_session, set_state, stop_reason
 from gpuaf.policy import QuotaExceeded, check_booking
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import ENV_VAR
@@ -243,7 +243,9 @@ class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
         await self._record("stopping", "stop asked")
         await self.facility.backend.cancel(self.job_id)
         self.facility.forget_availability()
-        await self._record("stopped", "stopped")
+        # an admin who stopped it gave a reason (gpuaf.api.routes.admin): the user reads it
+        given = await asyncio.to_thread(stop_reason, self.facility.ledger, self.session_id)
+        await self._record("stopped", given or "stopped")
         if self.session_id:
             await asyncio.to_thread(
                 self.facility.ledger.audit, self.user.name, "session.stop",

@@ -133,3 +133,74 @@ def test_the_pages_in_chromium(stack, filled, tokens, chromium, artifacts):
     assert download.value.suggested_filename.startswith("gpuaf-usage-")
     assert page.locator("script").count() == 0  # the page needs no JavaScript
     context.close()
+
+
+def test_admins_see_their_collaborations_live_sessions_and_stop_one(
+    stack, filled, tokens, chromium, artifacts
+):
+    from support.stack import start_server
+
+    from gpuaf.ledger.models import GpuSample, SessionRecord
+
+    auth = {}
+    for user in ("carol", "bob"):
+        client = login(stack.url, user)
+        auth[user] = {"Authorization": f"token {hub_token(client, user)}"}
+        client.close()
+        start_server(stack, user, auth[user], "cpu")
+    ledger = Ledger(load_settings(stack.settings_path).ledger_url)
+    try:
+        with ledger.session() as db:  # an hour of readings for carol's session: a sparkline
+            carol = db.query(SessionRecord).filter_by(user_name="carol", state="running").one()
+            carol_id = carol.id
+            bob_id = db.query(SessionRecord).filter_by(user_name="bob", state="running").one().id
+            now = dt.datetime.now(dt.UTC)
+            for i in range(12):
+                db.add(GpuSample(
+                    session_id=carol.id, at=now - dt.timedelta(minutes=55 - 5 * i), device="0",
+                    memory_used_mib=1000 + 500 * i, memory_total_mib=81559,
+                    utilisation_pct=float(10 * (i % 6)), power_w=120.0, energy_j=None,
+                ))  # fmt: skip
+        api = f"{stack.api}/admin/sessions"
+        assert httpx.get(api, headers=tokens["alice"]).status_code == 403
+        seen = {r["user"] for r in httpx.get(api, headers=tokens["dana"]).json()}
+        assert "carol" in seen and "bob" not in seen  # dana administers higgs only
+        erin = {r["user"]: r for r in httpx.get(api, headers=tokens["erin"]).json()}
+        assert {"carol", "bob"} <= set(erin) and len(erin["carol"]["utilisation"]) == 12
+        refused = httpx.post(f"{api}/{bob_id}/stop", json={"reason": "testing"},
+                             headers=tokens["dana"])  # fmt: skip
+        assert refused.status_code == 404 and "that you may stop" in refused.json()["detail"]
+        short = httpx.post(f"{api}/{carol_id}/stop", json={"reason": " x "}, headers=tokens["dana"])
+        assert short.status_code == 400 and "3 to 500 characters" in short.json()["detail"]
+
+        # dana stops carol's session from the page, with a reason, keyboard only
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        _browser_login(page, stack.url, "dana")
+        page.goto(f"{stack.url}services/portal/admin/sessions")
+        row = page.locator("tr", has=page.locator("th", has_text="carol"))
+        assert row.locator("svg.spark").count() == 2
+        page.screenshot(path=artifacts / "dashboard-03-live-sessions.png", full_page=True)
+        row.locator("input[name=reason]").fill("node maintenance at 14:00")
+        row.locator("input[name=reason]").press("Enter")
+        page.wait_for_url(re.compile(r".*/admin/sessions$"))
+
+        def ended():
+            rows = httpx.get(f"{stack.api}/sessions", headers=auth["carol"]).json()
+            mine = next(r for r in rows if r["id"] == carol_id)
+            return mine if mine["state"] == "stopped" else None
+
+        from support.stack import wait_until
+
+        mine = wait_until(ended, 60, "carol's session to stop", stack)
+        assert mine["reason"] == "Stopped by dana (collaboration admin): node maintenance at 14:00", mine["history"]
+        page.goto(f"{stack.url}services/portal/admin/audit?action=session.stop&actor=dana")
+        assert "node maintenance at 14:00" in page.locator("table").inner_text()
+        page.screenshot(path=artifacts / "dashboard-04-audit.png", full_page=True)
+        context.close()
+        assert httpx.get(f"{stack.url}services/portal/admin/audit",
+                         headers=tokens["alice"]).status_code == 403  # fmt: skip
+    finally:
+        for user in ("carol", "bob"):
+            httpx.delete(f"{stack.url}hub/api/users/{user}/server", headers=auth[user], timeout=60)
+        ledger.dispose()

@@ -29,6 +29,11 @@ def audit(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> AuditPage:
+    return audit_page(facility, user, actor, action, since, until, limit, offset)
+
+
+def audit_page(facility, user, actor, action, since, until, limit: int, offset: int) -> AuditPage:
+    """Audit events matching the filters that ``user`` may see, newest first."""
     query: Select = select(AuditEvent)
     if actor:
         query = query.where(AuditEvent.actor == actor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
@@ -17,6 +18,7 @@ from gpuaf.api.deps import (
     IdentityDep,
     visible_groups,
 )
+from gpuaf.api.routes.audit import audit_page
 from gpuaf.api.routes.pages import common
 from gpuaf.api.routes.usage import build, period, to_out
 from gpuaf.charts import meter, stacked_bars
@@ -90,3 +92,36 @@ async def usage_page(
         pct=lambda v: "—" if v is None else f"{100 * v:.0f} %",
     )  # fmt: skip
     return HTMLResponse(page)
+
+
+AUDIT_PER_PAGE = 50
+
+
+@router.get("/admin/audit", response_class=HTMLResponse)
+async def audit_log_page(
+    user: AdminUser,
+    facility: FacilityDep,
+    identity: IdentityDep,
+    actor: Annotated[str | None, Query(max_length=255)] = None,
+    action: Annotated[str | None, Query(pattern=r"^[a-z.]*$", max_length=64)] = None,
+    since: Annotated[dt.date | None, Query()] = None,
+    until: Annotated[dt.date | None, Query()] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    def day(d: dt.date | None) -> dt.datetime | None:
+        return dt.datetime.combine(d, dt.time(), dt.UTC) if d else None
+
+    until_at = day(until + dt.timedelta(days=1)) if until else None  # the whole day
+    result = await asyncio.to_thread(
+        audit_page, facility, user, actor or None, action or None, day(since), until_at,
+        AUDIT_PER_PAGE, (page - 1) * AUDIT_PER_PAGE,
+    )  # fmt: skip
+    filters = {"actor": actor or "", "action": action or "", "since": since or "",
+               "until": until or ""}  # fmt: skip
+    query = urlencode({k: v for k, v in filters.items() if v})
+    page_html = render(
+        "portal/admin_audit.html", **common(facility, user, identity, "audit"), result=result,
+        filters=filters, page=page, more=result.total > page * AUDIT_PER_PAGE, query=query,
+        scope=visible_groups(facility, user),
+    )  # fmt: skip
+    return HTMLResponse(page_html)

@@ -56,11 +56,24 @@ def set_state(ledger: Ledger, session_id: str, state: str, reason: str = "", **f
     set_states(ledger, {session_id: (state, reason)}, **fields)
 
 
+def stop_reason(ledger: Ledger, session_id: str | None) -> str | None:
+    """The reason someone gave when asking the session to stop (``stopping``), if any."""
+    if not session_id:
+        return None
+    with ledger.session() as db:
+        record = db.get(SessionRecord, session_id)
+        if record is None or record.state != "stopping" or record.reason in ("", "stop asked"):
+            return None
+        return record.reason
+
+
 def set_states(ledger: Ledger, changes: dict[str, tuple[str, str]], **fields: Any) -> None:
     """Several sessions moved (session id -> (state, reason)) in one transaction.
 
     A session in a final state (stopped, failed, lost) stays there: the first word on how
-    a session ended is the one kept, whoever reports the end again later.
+    a session ended is the one kept, whoever reports the end again later. A ``stopping``
+    session only moves on to a final state (a poll that still sees its server up does not
+    take it back to running).
     """
     if bad := {s for s, _ in changes.values()} - set(SESSION_STATES):
         raise ValueError(f"unknown session state {sorted(bad)[0]!r}")
@@ -68,6 +81,8 @@ def set_states(ledger: Ledger, changes: dict[str, tuple[str, str]], **fields: An
         for session_id, (state, reason) in changes.items():
             record = db.get(SessionRecord, session_id)
             if record is None or record.state in FINAL_STATES:
+                continue
+            if record.state == "stopping" and state not in FINAL_STATES:
                 continue
             for key, value in fields.items():
                 setattr(record, key, value)
