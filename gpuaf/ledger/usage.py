@@ -21,13 +21,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from gpuaf.ledger.models import (
     FINAL_STATES,
     GpuSample,
     NotebookJob,
     NotebookJobItem,
+    SessionEvent,
     SessionRecord,
 )
 from gpuaf.ledger.samples import power_integral
@@ -138,69 +139,85 @@ def usage_report(
     users: Collection[str] | None = None,
     now: dt.datetime | None = None,
 ) -> Report:
-    """Usage in ``[since, until)``; ``groups``/``users`` limit it to those (None: all)."""
+    """Usage in ``[since, until)``; ``groups``/``users`` limit it to those (None: all).
+
+    Rows are read as plain columns (no ORM objects): 10,000 job items cost milliseconds.
+    """
     now = now or dt.datetime.now(dt.UTC)
     report = Report(since, until)
 
     def account(group: str, user: str, usage: Usage, days: dict[dt.date, float]) -> None:
         report.by_user.setdefault((group, user), Usage()).add(usage)
-        report.by_group.setdefault(group, Usage()).add(usage)
-        report.total.add(usage)
         series = report.daily.setdefault(group, {})
         for day, hours in days.items():
             series[day] = series.get(day, 0.0) + hours
 
-    query = (
-        select(SessionRecord)
-        .where(
-            SessionRecord.created_at < until,
-            or_(SessionRecord.state.not_in(FINAL_STATES), SessionRecord.updated_at >= since),
-        )
-        .options(selectinload(SessionRecord.events))
-    )
+    wanted = [
+        SessionRecord.created_at < until,
+        or_(SessionRecord.state.not_in(FINAL_STATES), SessionRecord.updated_at >= since),
+    ]
     if groups is not None:
-        query = query.where(SessionRecord.group_name.in_(list(groups)))
+        wanted.append(SessionRecord.group_name.in_(list(groups)))
     if users is not None:
-        query = query.where(SessionRecord.user_name.in_(list(users)))
-    runs = []
-    for record in db.scalars(query):
-        start = next((e.at for e in record.events if e.state in RUNNING_FROM), None)
-        if start is None:
-            continue
-        end = next((e.at for e in record.events if e.state in FINAL_STATES), now)
-        span = _clip(start, end, since, until)
+        wanted.append(SessionRecord.user_name.in_(list(users)))
+    records = {
+        sid: (user, share, group)
+        for sid, user, share, group in db.execute(
+            select(SessionRecord.id, SessionRecord.user_name, SessionRecord.gpu_share,
+                   SessionRecord.group_name).where(*wanted)
+        )
+    }  # fmt: skip
+    starts: dict[str, dt.datetime] = {}
+    ends: dict[str, dt.datetime] = {}
+    events = (
+        select(SessionEvent.session_id, SessionEvent.state, SessionEvent.at)
+        .join(SessionRecord, SessionEvent.session_id == SessionRecord.id)
+        .where(*wanted, SessionEvent.state.in_([*RUNNING_FROM, *FINAL_STATES]))
+        .order_by(SessionEvent.id)
+    )
+    for sid, state, at in db.execute(events):
+        if state in RUNNING_FROM:
+            starts.setdefault(sid, at)
+        elif sid in starts:
+            ends.setdefault(sid, at)
+    runs = {}
+    for sid, start in starts.items():
+        span = _clip(start, ends.get(sid, now), since, until)
         if span is not None:
-            runs.append((record, span))
-    measured = _samples(db, [r.id for r, _ in runs], since, until)
-    for record, (start, end) in runs:
-        hours = record.gpu_share * (end - start).total_seconds() / 3600
-        energy, mean = measured.get(record.id, (None, None))
+            runs[sid] = span
+    measured = _samples(db, list(runs), since, until)
+    for sid, (start, end) in runs.items():
+        user, share, group = records[sid]
+        hours = share * (end - start).total_seconds() / 3600
+        energy, mean = measured.get(sid, (None, None))
         usage = Usage(gpu_hours=hours, energy_wh=energy or 0.0, sessions=1)
         if mean is not None and hours:
             usage.measured_gpu_hours, usage.busy_gpu_hours = hours, hours * mean
-        group = record.group_name or NO_GROUP
-        account(group, record.user_name, usage, _per_day(start, end, record.gpu_share))
+        account(group or NO_GROUP, user, usage, _per_day(start, end, share))
 
     items = (
-        select(NotebookJobItem, NotebookJob)
+        select(NotebookJob.user_name, NotebookJob.group_name, NotebookJob.gpu_share,
+               NotebookJobItem.started_at, NotebookJobItem.finished_at)
         .join(NotebookJob, NotebookJobItem.job_id == NotebookJob.id)
         .where(
             NotebookJobItem.started_at.is_not(None),
             NotebookJobItem.started_at < until,
             or_(NotebookJobItem.finished_at.is_(None), NotebookJobItem.finished_at >= since),
         )
-    )
+    )  # fmt: skip
     if groups is not None:
         items = items.where(NotebookJob.group_name.in_(list(groups)))
     if users is not None:
         items = items.where(NotebookJob.user_name.in_(list(users)))
-    for item, job in db.execute(items):
-        span = _clip(item.started_at, item.finished_at or now, since, until)
+    for user, group, share, started, finished in db.execute(items):
+        span = _clip(started, finished or now, since, until)
         if span is None:
             continue
         start, end = span
-        usage = Usage(gpu_hours=job.gpu_share * (end - start).total_seconds() / 3600, job_items=1)
-        account(
-            job.group_name or NO_GROUP, job.user_name, usage, _per_day(start, end, job.gpu_share)
-        )
+        hours = share * (end - start).total_seconds() / 3600
+        days = _per_day(start, end, share)
+        account(group or NO_GROUP, user, Usage(hours, job_items=1), days)
+    for (group, _user), usage in report.by_user.items():
+        report.by_group.setdefault(group, Usage()).add(usage)
+        report.total.add(usage)
     return report
