@@ -143,11 +143,11 @@ def test_admins_see_their_collaborations_live_sessions_and_stop_one(
     from gpuaf.ledger.models import GpuSample, SessionRecord
 
     auth = {}
-    for user in ("carol", "bob"):
+    for user, profile in (("carol", "cpu"), ("bob", "gpu-1")):
         client = login(stack.url, user)
         auth[user] = {"Authorization": f"token {hub_token(client, user)}"}
         client.close()
-        start_server(stack, user, auth[user], "cpu")
+        start_server(stack, user, auth[user], profile)
     ledger = Ledger(load_settings(stack.settings_path).ledger_url)
     try:
         with ledger.session() as db:  # an hour of readings for carol's session: a sparkline
@@ -173,6 +173,16 @@ def test_admins_see_their_collaborations_live_sessions_and_stop_one(
         short = httpx.post(f"{api}/{carol_id}/stop", json={"reason": " x "}, headers=tokens["dana"])
         assert short.status_code == 400 and "3 to 500 characters" in short.json()["detail"]
 
+        # the node map: bob's whole (simulated) H100 is busy; dana reads no name outside higgs
+        def owners(who):
+            data = httpx.get(f"{stack.api}/admin/nodes", headers=tokens[who]).json()
+            assert data["reported"]
+            return {u["user"] for n in data["nodes"] for g in n["gpus"] for u in g["slices"]}
+
+        assert "bob" in owners("erin") and "bob" not in owners("dana")
+        assert "another collaboration" in owners("dana")
+        assert httpx.get(f"{stack.api}/admin/nodes", headers=tokens["alice"]).status_code == 403
+
         # dana stops carol's session from the page, with a reason, keyboard only
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
@@ -181,6 +191,11 @@ def test_admins_see_their_collaborations_live_sessions_and_stop_one(
         row = page.locator("tr", has=page.locator("th", has_text="carol"))
         assert row.locator("svg.spark").count() == 2
         page.screenshot(path=artifacts / "dashboard-03-live-sessions.png", full_page=True)
+        nodes = context.new_page()
+        nodes.goto(f"{stack.url}services/portal/admin/nodes")
+        assert nodes.locator(".bar li.busy").count() >= 1
+        nodes.screenshot(path=artifacts / "dashboard-05-nodes.png", full_page=True)
+        nodes.close()
         row.locator("input[name=reason]").fill("node maintenance at 14:00")
         row.locator("input[name=reason]").press("Enter")
         page.wait_for_url(re.compile(r".*/admin/sessions$"))
@@ -193,7 +208,9 @@ def test_admins_see_their_collaborations_live_sessions_and_stop_one(
         from support.stack import wait_until
 
         mine = wait_until(ended, 60, "carol's session to stop", stack)
-        assert mine["reason"] == "Stopped by dana (collaboration admin): node maintenance at 14:00", mine["history"]
+        assert (
+            mine["reason"] == "Stopped by dana (collaboration admin): node maintenance at 14:00"
+        ), mine["history"]
         page.goto(f"{stack.url}services/portal/admin/audit?action=session.stop&actor=dana")
         assert "node maintenance at 14:00" in page.locator("table").inner_text()
         page.screenshot(path=artifacts / "dashboard-04-audit.png", full_page=True)

@@ -5,6 +5,7 @@ the sessions of their collaboration's members; a facility admin all."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from typing import Annotated
@@ -157,6 +158,46 @@ def _visible_live(facility: Facility, user, session_id: str) -> list[SessionReco
         rows = list(db.scalars(query))
         db.expunge_all()
         return rows
+
+
+class NodesOut(BaseModel):
+    reported: bool  # False: this backend does not report its nodes
+    nodes: list[dict]
+
+
+async def node_map(facility: Facility, user) -> NodesOut:
+    """Nodes and slices; a collaboration admin reads the names of their members only."""
+    nodes = await facility.backend.nodes()
+    if nodes is None:
+        return NodesOut(reported=False, nodes=[])
+    scope = visible_groups(facility, user)
+    if scope is not None:
+        with facility.ledger.session() as db:
+            mine = set(members(db, facility, scope))
+    out = []
+    for node in nodes:
+        data = dataclasses.asdict(node)
+        for gpu in data["gpus"]:
+            for use in gpu["slices"]:
+                if scope is not None and use["user"] and use["user"] not in mine:
+                    use["user"] = "another collaboration"
+        out.append(data)
+    return NodesOut(reported=True, nodes=out)
+
+
+@api_router.get("/admin/nodes", response_model=NodesOut)
+async def nodes_api(user: AdminUser, facility: FacilityDep) -> NodesOut:
+    """Every node with its GPUs and their slices: free, busy (whose) or drained."""
+    return await node_map(facility, user)
+
+
+@router.get("/admin/nodes", response_class=HTMLResponse)
+async def nodes_page(user: AdminUser, facility: FacilityDep, identity: IdentityDep) -> HTMLResponse:
+    data = await node_map(facility, user)
+    return HTMLResponse(render(
+        "portal/admin_nodes.html", **common(facility, user, identity, "nodes"), data=data,
+        backend=facility.backend.name,
+    ))  # fmt: skip
 
 
 class StopIn(BaseModel):

@@ -77,6 +77,34 @@ class Availability:
     eta_s: int | None = None  # estimated wait before a new job starts, where known
 
 
+@dataclass(frozen=True)
+class SliceUse:
+    """One part of a GPU as the admins' node map draws it."""
+
+    label: str  # e.g. "MIG 1g.18gb", "whole GPU", "MPS 25 %"
+    state: str  # free | busy | drained
+    share: float = 1.0  # the part of the GPU it stands for (MIG g/7, MPS percentage)
+    user: str | None = None  # whose, when busy with a portal job
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuView:
+    index: str
+    model: str
+    memory_mib: int | None
+    slices: tuple[SliceUse, ...]
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    state: str  # as the batch system says it (idle, mixed, drained, ...)
+    usable: bool
+    gpus: tuple[GpuView, ...]
+    note: str = ""
+
+
 class Backend(abc.ABC):
     """A batch system seen through four calls."""
 
@@ -101,6 +129,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def availability(self, profiles: Sequence[SliceProfile]) -> dict[str, Availability]:
         """Per profile, what the facility could give right now."""
+
+    async def nodes(self) -> list[NodeView] | None:
+        """Every node with its GPUs and their slices (free, busy and whose, drained);
+        None where the backend does not report them."""
+        return None
 
     def describe(self, spec: JobSpec) -> str:
         """The exact request this backend would send for ``spec`` (submit file, argv)."""

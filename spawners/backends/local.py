@@ -302,6 +302,17 @@ class LocalBackend(Backend):
             )
         return out
 
+    async def nodes(self):
+        import socket
+
+        from gpuaf.spawners.backends.nodemap import local_nodes
+
+        records = self._records()
+        live = [
+            r for r in records.values() if r.get("state") == JobState.RUNNING and self._alive(r)
+        ]
+        return local_nodes(self.inventory, live, socket.gethostname())
+
 
 def _terminate_group(pid: int) -> None:
     """SIGTERM the job's process group, then SIGKILL what is left after a grace period."""

@@ -215,6 +215,14 @@ class SlurmBackend(Backend):
             self.records.forget_secrets(record)
         self._snapshot = None
 
+    async def nodes(self):
+        from gpuaf.spawners.backends.nodemap import slurm_nodes as node_views
+
+        await self.availability([])  # the node and job snapshot, shared with the forms
+        _, nodes, rows = self._snapshot
+        records = {r.job_id: self.records.read(r.job_id) or {} for r in rows if r.tags}
+        return node_views(nodes, rows, records)
+
     async def availability(self, profiles: Sequence[SliceProfile]) -> dict[str, Availability]:
         async with self._lock:  # open forms share one pair of queries per availability_ttl
             if self._snapshot is None or time.monotonic() > self._snapshot[0]:
