@@ -23,6 +23,7 @@ from gpuaf.api.routes import (
     admin,
     audit,
     dashboards,
+    groups,
     health,
     jobs,
     me,
@@ -81,10 +82,12 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(jobs.router, prefix=api)
     app.include_router(usage.router, prefix=api)
     app.include_router(admin.api_router, prefix=api)
+    app.include_router(groups.api_router, prefix=api)
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
     app.include_router(pages.router, prefix=prefix.rstrip("/"))
     app.include_router(dashboards.router, prefix=prefix.rstrip("/"))
     app.include_router(admin.router, prefix=prefix.rstrip("/"))
+    app.include_router(groups.router, prefix=prefix.rstrip("/"))
 
     @app.middleware("http")
     async def trusted_networks(request: Request, call_next):

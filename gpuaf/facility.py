@@ -8,21 +8,42 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gpuaf.ledger import Ledger
 from gpuaf.profiles import SliceProfile
 from gpuaf.settings import Settings, load_settings
 from gpuaf.spawners.backends import Availability, Backend, make_backend
 
 AVAILABILITY_TTL_S = 5.0
+EDITS_TTL_S = 5.0
 
 
 @dataclass
 class Facility:
-    settings: Settings
+    base_settings: Settings  # the settings file's
     backend: Backend
     ledger: Ledger
     _cache: tuple[float, dict[str, Availability]] | None = field(default=None, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+    _effective: tuple[float, Settings] | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings with the admins' group edits laid over them (read every few s)."""
+        now = time.monotonic()
+        if self._effective is None or now - self._effective[0] > EDITS_TTL_S:
+            from gpuaf import group_edits
+
+            try:
+                edits = group_edits.read(self.ledger)
+            except SQLAlchemyError:  # a ledger not migrated yet: the file's settings
+                edits = {}
+            self._effective = (now, group_edits.apply(self.base_settings, edits))
+        return self._effective[1]
+
+    def forget_settings(self) -> None:
+        self._effective = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Facility:

@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import re
+import time
 
 import httpx
 import pytest
@@ -221,3 +222,57 @@ def test_admins_see_their_collaborations_live_sessions_and_stop_one(
         for user in ("carol", "bob"):
             httpx.delete(f"{stack.url}hub/api/users/{user}/server", headers=auth[user], timeout=60)
         ledger.dispose()
+
+
+def test_a_collaboration_admin_edits_their_group_and_the_hub_follows(
+    stack, filled, tokens, chromium, artifacts
+):
+    groups = f"{stack.api}/admin/groups"
+    assert httpx.get(groups, headers=tokens["alice"]).status_code == 403
+    mine = {g["name"]: g for g in httpx.get(groups, headers=tokens["dana"]).json()}
+    assert set(mine) == {"higgs"} and mine["higgs"]["members"] >= 1  # who logged in so far
+    original = mine["higgs"]
+    assert "gpu-2" in original["profiles"]
+    other = httpx.put(f"{groups}/neutrino", json={"profiles": ["cpu"]}, headers=tokens["dana"])
+    assert other.status_code == 403 and "You may edit the groups higgs" in other.json()["detail"]
+    bad = httpx.put(f"{groups}/higgs", json={"profiles": ["cpu", "gpu-9"]}, headers=tokens["dana"])
+    assert bad.status_code == 400 and "Unknown slice profile(s) gpu-9" in bad.json()["detail"]
+    try:
+        # dana takes gpu-2 away from higgs and lowers the monthly GPU-hours, in the browser
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        _browser_login(page, stack.url, "dana")
+        page.goto(f"{stack.url}services/portal/admin/groups")
+        form = page.locator("#group-higgs")
+        form.locator("input[name=gpu_hours_per_month]").fill("150")
+        form.locator("input[value=gpu-2]").uncheck()
+        page.screenshot(path=artifacts / "dashboard-06-groups.png", full_page=True)
+        form.locator("button.save").click()
+        page.wait_for_url(re.compile(r".*/admin/groups(#group-higgs)?$"))
+        assert "Last changed by dana" in page.locator("#group-higgs").inner_text()
+        context.close()
+        now = {g["name"]: g for g in httpx.get(groups, headers=tokens["dana"]).json()}["higgs"]
+        assert now["gpu_hours_per_month"] == 150 and "gpu-2" not in now["profiles"]
+        me = httpx.get(f"{stack.api}/me", headers=tokens["alice"]).json()
+        assert "gpu-2" not in me["profiles"]
+
+        # the hub (another process) reads the edits again every 5 s: alice may not book gpu-2
+        time.sleep(6)
+        reply = httpx.post(
+            f"{stack.url}hub/api/users/alice/server",
+            json={"profile": "gpu-2"},
+            headers=tokens["alice"],
+            timeout=60,
+        )
+        assert reply.status_code == 400, reply.text
+        assert "gpu-2" in reply.text and "Slices you may book" in reply.text
+        audit = httpx.get(f"{stack.api}/audit", params={"action": "group.edit"},
+                          headers=tokens["erin"]).json()  # fmt: skip
+        last = audit["items"][0]
+        assert last["actor"] == "dana" and last["target"] == "higgs"
+        assert "gpu-2" in last["detail"]["before"]["profiles"]
+        assert "gpu-2" not in last["detail"]["after"]["profiles"]
+    finally:
+        restore = {k: original[k] for k in ("concurrent_slices", "gpu_hours_per_month", "profiles")}
+        assert httpx.put(f"{groups}/higgs", json=restore, headers=tokens["erin"]).status_code == 200
+        httpx.delete(f"{stack.url}hub/api/users/alice/server", headers=tokens["alice"], timeout=60)

@@ -198,3 +198,16 @@ class NotebookJobItem(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     job: Mapped[NotebookJob] = relationship(back_populates="items")
+
+
+class GroupSetting(Base):
+    """An admin's change to a group's quota or allowed slices, over the settings file's."""
+
+    __tablename__ = "group_settings"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    concurrent_slices: Mapped[int | None] = mapped_column(Integer)  # None: no limit
+    gpu_hours_per_month: Mapped[float | None] = mapped_column(Float)  # None: no limit
+    profiles: Mapped[list[str]] = mapped_column(default=list)  # the slices it may book
+    updated_by: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
