@@ -10,10 +10,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from jupyterhub.services.auth import HubOAuth
 
 from gpuaf import __version__
@@ -83,6 +85,9 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(usage.router, prefix=api)
     app.include_router(admin.api_router, prefix=api)
     app.include_router(groups.api_router, prefix=api)
+    # the pages' script (portal-ui/, built with npm): served here, never from a CDN
+    static = Path(__file__).with_name("static")
+    app.mount(f"{prefix}static", StaticFiles(directory=static, check_dir=False), name="static")
     app.include_router(oauth.router, prefix=prefix.rstrip("/"))
     app.include_router(pages.router, prefix=prefix.rstrip("/"))
     app.include_router(dashboards.router, prefix=prefix.rstrip("/"))

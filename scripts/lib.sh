@@ -36,6 +36,12 @@ install_node() {
   npm ci --no-audit --no-fund --loglevel=error
 }
 
+build_portal_ui() {  # the portal pages' script (portal-ui/), served from api/static/
+  step "building the portal pages' script (npm)"
+  npm ci --prefix portal-ui --no-audit --no-fund --loglevel=error
+  npm run --prefix portal-ui --silent build >/dev/null
+}
+
 build_labextension() {  # the JupyterLab extension of sessions (labextension/README.md)
   step "building the JupyterLab extension (npm)"
   local core  # the installed JupyterLab's shared package versions

@@ -188,10 +188,23 @@ def test_admins_see_their_collaborations_live_sessions_and_stop_one(
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
         _browser_login(page, stack.url, "dana")
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
         page.goto(f"{stack.url}services/portal/admin/sessions")
         row = page.locator("tr", has=page.locator("th", has_text="carol"))
         assert row.locator("svg.spark").count() == 2
         page.screenshot(path=artifacts / "dashboard-03-live-sessions.png", full_page=True)
+        # the page updates itself (the portal's own script, nothing from elsewhere)
+        with ledger.session() as db:
+            db.add(GpuSample(
+                session_id=carol_id, at=dt.datetime.now(dt.UTC), device="0",
+                memory_used_mib=7777, memory_total_mib=81559, utilisation_pct=93.0,
+                power_w=120.0, energy_j=None,
+            ))  # fmt: skip
+        row.locator("[data-mem]", has_text="7777 MiB").wait_for(timeout=40_000)
+        assert "93 %" in row.locator("[data-util]").inner_text()
+        assert "Updated" in page.locator("[data-live-status]").inner_text()
+        assert all(u.startswith(stack.url) for u in requested), requested
         nodes = context.new_page()
         nodes.goto(f"{stack.url}services/portal/admin/nodes")
         assert nodes.locator(".bar li.busy").count() >= 1
