@@ -15,6 +15,7 @@ Secrets (the submitter's IAM token) go to one file of mode 0600 that every item 
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -47,12 +48,15 @@ def write_private(path: Path, data: Mapping[str, str]) -> None:
         json.dump(dict(data), out)
 
 
-class ItemJobs:
+class ItemJobs(abc.ABC):
+    """A notebook job's items in one backend: submit, status, cancel."""
+
     def __init__(self, backend: Backend, settings: Settings):
         self.backend, self.settings = backend, settings
 
+    @abc.abstractmethod
     async def submit(self, plan: JobPlan, secrets: Mapping[str, str]) -> Submitted:
-        raise NotImplementedError
+        """Queue every item of the plan; all or none."""
 
     async def status(self, batch_id: str, item_ids: Sequence[str]) -> dict[str, JobStatus]:
         return await self.backend.status(list(item_ids))
