@@ -6,7 +6,7 @@ import pytest
 
 from gpuaf.gpus import parse_simulation
 from gpuaf.spawners.backends import slurm_nodes as nodes_parser
-from gpuaf.spawners.backends.nodemap import local_nodes, slurm_nodes
+from gpuaf.spawners.backends.nodemap import htcondor_nodes, local_nodes, slurm_nodes
 from gpuaf.spawners.backends.slurm_parse import JobRow
 
 
@@ -58,3 +58,51 @@ def test_the_slurm_map_marks_used_indexes_whose_and_drained_nodes():
                     ("3", "free", None)]  # fmt: skip
     assert not views["wn02"].usable
     assert {g.slices[0].state for g in views["wn02"].gpus} == {"drained"}
+
+
+def test_the_htcondor_map_from_real_slot_ads_and_the_portals_running_jobs():
+    from support.fake_htcondor import load_slot_ads
+
+    ads = load_slot_ads()
+    drained = ads["a"]  # four whole H100s, drained for maintenance
+    drained["Draining"] = True
+    slots = [ads["b2"], ads["c"], ads["d"], drained, ads["e"]]  # b2: two MIG slices claimed
+    job = {
+        "RemoteHost": "slot1_1@gpu-a100mig-01.example.org",
+        "GpuafUser": "alice",
+        "GpuafProfile": "a100-mig-1g5",
+        "AssignedGPUs": "MIG-7f8c89ab-fef6-23b0-73b5-85e40b7c7e32",
+    }
+    views = {n.name.split(".")[0]: n for n in htcondor_nodes(slots, [job])}
+    # the CPU-only machine has no GPU to draw; the query asks for TotalGPUs > 0 anyway
+    mig = views["gpu-a100mig-01"]
+    (gpu,) = mig.gpus
+    states = [(s.label, s.state, s.user) for s in gpu.slices]
+    assert states.count(("MIG 1g.5gb", "free", None)) == 5  # AvailableGPUs lists five
+    assert ("MIG 1g.5gb", "busy", "alice") in states  # the portal's job on one of them
+    assert ("MIG 1g.5gb", "busy", None) in states  # the other claimed one: not the portal's
+    h200 = views["gpu-h200mig-01"].gpus[0]
+    assert sorted(s.label for s in h200.slices) == [
+        "MIG 1g.18gb", "MIG 1g.18gb", "MIG 2g.35gb", "MIG 3g.71gb",
+    ]  # fmt: skip
+    shared = views["gpu-a100share-01"]
+    assert len(shared.gpus) == 2 and all(len(g.slices) == 4 for g in shared.gpus)
+    assert {s.label for g in shared.gpus for s in g.slices} == {"1/4 share"}
+    h100 = views["gpu-h100-01"]
+    assert not h100.usable and h100.state == "drained" and len(h100.gpus) == 4
+    assert {s.state for g in h100.gpus for s in g.slices} == {"drained"}
+
+
+async def test_the_htcondor_backend_asks_the_collector_and_the_schedd(tmp_path):
+    from support.fake_htcondor import FakeCollector, FakeSchedd, fake_factories, load_slot_ads
+
+    from gpuaf.spawners.backends.htcondor import HTCondorBackend
+
+    ads = load_slot_ads()
+    slots = [ads[k] for k in ("a", "c", "d", "e")]
+    backend = HTCondorBackend(
+        **fake_factories(FakeSchedd(), FakeCollector(slots)), spool_dir=tmp_path / "spool"
+    )
+    names = {n.name for n in await backend.nodes()}
+    assert names == {"gpu-h100-01.example.org", "gpu-h200mig-01.example.org",
+                     "gpu-a100share-01.example.org"}  # the CPU-only node is not drawn  # fmt: skip

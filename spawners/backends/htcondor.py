@@ -224,6 +224,24 @@ class HTCondorBackend(Backend):
             return -1  # unknown: the removal cannot be confirmed
         return ads[0].get("JobStatus") if ads else None
 
+    # -- nodes ---------------------------------------------------------------
+    async def nodes(self):
+        from gpuaf.spawners.backends.nodemap import htcondor_nodes
+
+        try:
+            slots = await self._call(
+                "collector", "query", htcondor2.AdType.Startd,
+                constraint=f"({SLOT_CONSTRAINT}) && TotalGPUs > 0",
+            )  # fmt: skip
+            running = await self._call(
+                "schedd", "query",
+                constraint=f"{jobs.portal_constraint(self.config.portal)} && JobStatus == 2",
+                projection=["RemoteHost", "AssignedGPUs", "GpuafUser", "GpuafProfile"],
+            )  # fmt: skip
+        except _ERRORS as exc:
+            raise BackendError(UNREACHABLE, log_message=f"htcondor nodes: {exc}") from exc
+        return htcondor_nodes(slots, [dict(ad) for ad in running])
+
     # -- availability --------------------------------------------------------
     async def availability(self, profiles: Sequence[SliceProfile]) -> dict[str, Availability]:
         async with self._lock:  # concurrent forms wait for the one query in flight

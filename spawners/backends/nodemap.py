@@ -95,3 +95,68 @@ def slurm_nodes(nodes: Iterable, rows: Iterable, records: Mapping[str, Mapping])
         note = "" if known else "Slurm does not say which GPU indexes are in use"
         out.append(NodeView(node.name, node.state.lower(), node.usable, tuple(gpus), note))
     return out
+
+
+def _ref(device_id: str) -> str:
+    return "GPUs_" + re.sub(r"[-/.]", "_", device_id)
+
+
+def _mig_share(name: str) -> tuple[str, float] | None:
+    found = re.search(r"MIG\s+(\d)g\.(\S+)$", name)
+    return (f"MIG {found[1]}g.{found[2]}", int(found[1]) / 7) if found else None
+
+
+def htcondor_nodes(slots: Iterable, jobs: Iterable[Mapping]) -> list[NodeView]:
+    """HTCondor's startd ads (partitionable or static slots, not dynamic ones) and the
+    portal's running jobs (``RemoteHost``, ``AssignedGPUs``, ``GpuafUser``)."""
+    owners: dict[tuple[str, str], list[Mapping]] = defaultdict(list)
+    for job in jobs:
+        machine = str(job.get("RemoteHost") or "").rpartition("@")[2]
+        for device in str(job.get("AssignedGPUs") or "").split(","):
+            if machine and device.strip():
+                owners[(machine, device.strip())].append(job)
+    by_machine: dict[str, list] = defaultdict(list)
+    for slot in slots:
+        by_machine[str(slot.get("Machine") or slot.get("Name"))].append(slot)
+    out = []
+    for machine, ads in sorted(by_machine.items()):
+        gpus: dict[str, list[SliceUse]] = {}
+        names: dict[str, str] = {}
+        drained = any(ad.get("Draining") is True or ad.get("State") == "Drained" for ad in ads)
+        for ad in ads:
+            assigned = [
+                i.strip() for i in str(ad.get("AssignedGPUs") or "").split(",") if i.strip()
+            ]
+            if "AvailableGPUs" in ad:
+                value = ad.eval("AvailableGPUs")
+                free = [str(r) for r in value] if isinstance(value, list) else []
+            else:  # a static slot: all of its GPUs are free while it is unclaimed
+                free = [_ref(i) for i in assigned] if ad.get("State") == "Unclaimed" else []
+            parts = {i: assigned.count(i) for i in assigned}
+            for device, count in parts.items():
+                nested = ad.get(_ref(device))
+                nested = nested if hasattr(nested, "get") else {}
+                name = str(nested.get("DeviceName") or ad.get("GPUs_DeviceName") or "GPU")
+                gpu = str(nested.get("DevicePciBusId") or device)
+                names.setdefault(gpu, _model(name))
+                mig = _mig_share(name)
+                for _ in range(count):
+                    label, share = mig or ("whole GPU" if count == 1 else f"1/{count} share",
+                                           1 / count)  # fmt: skip
+                    if drained:
+                        use = SliceUse(label, "drained", share)
+                    elif _ref(device) in free:
+                        free.remove(_ref(device))
+                        use = SliceUse(label, "free", share)
+                    else:
+                        taken = owners.get((machine, device)) or [{}]
+                        job = taken.pop(0) if len(taken) > 1 else taken[0]
+                        use = SliceUse(label, "busy", share, job.get("GpuafUser"),
+                                       job.get("GpuafProfile"))  # fmt: skip
+                    gpus.setdefault(gpu, []).append(use)
+        views = tuple(
+            GpuView(str(i), names[g], None, tuple(uses))
+            for i, (g, uses) in enumerate(sorted(gpus.items()))
+        )
+        out.append(NodeView(machine, "drained" if drained else "up", not drained, views))
+    return out
