@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import create_engine, select
@@ -52,3 +53,19 @@ def audit_actions(settings_path: Path, actor: str) -> list[str]:
         actions = list(db.scalars(select(AuditEvent.action).where(AuditEvent.actor == actor)))
     engine.dispose()
     return actions
+
+
+def first_event_times(settings_path: Path, session_id: str) -> dict[str, dt.datetime]:
+    """When the session first entered each state, as the ledger recorded it."""
+    engine = _engine(settings_path)
+    with Session(engine) as db:
+        rows = db.execute(
+            select(SessionEvent.state, SessionEvent.at)
+            .where(SessionEvent.session_id == session_id)
+            .order_by(SessionEvent.id)
+        ).all()
+    engine.dispose()
+    out: dict[str, dt.datetime] = {}
+    for state, at in rows:
+        out.setdefault(state, at if at.tzinfo else at.replace(tzinfo=dt.UTC))
+    return out
