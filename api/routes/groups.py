@@ -88,15 +88,18 @@ async def edit_group(request: Request, facility: Facility, user, name: str, form
         mine = ", ".join(sorted(scope)) or "none"
         raise PublicError(f"You may edit the groups {mine}; not {name}.", status=403)
     edit = group_edits.check(facility.base_settings, name, form)
-    before = next(
-        (g for g in await asyncio.to_thread(groups_of, facility, user) if g.name == name), None
-    )
+    settings = facility.settings  # what the group has now: the file's, or an earlier edit
+    quota = settings.groups[name].quota
+    before = {
+        "concurrent_slices": quota.concurrent_slices,
+        "gpu_hours_per_month": quota.gpu_hours_per_month,
+        "profiles": group_edits.allowed_profiles(settings, name),
+    }
     await asyncio.to_thread(group_edits.save, facility.ledger, name, edit, user.name)
     facility.forget_settings()
     await asyncio.to_thread(
         facility.ledger.audit, user.name, "group.edit", name, client_addr=client_address(request),
-        before={"concurrent_slices": before.concurrent_slices,
-                "gpu_hours_per_month": before.gpu_hours_per_month, "profiles": before.profiles},
+        before=before,
         after={"concurrent_slices": edit.concurrent_slices,
                "gpu_hours_per_month": edit.gpu_hours_per_month, "profiles": list(edit.profiles)},
     )  # fmt: skip
