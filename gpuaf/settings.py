@@ -32,7 +32,7 @@ from gpuaf.settings_base import Duration, GroupName, Port, Strict
 from gpuaf.settings_errors import format_validation_error
 from gpuaf.settings_jobs import HOST_PORT as HOST_PORT
 from gpuaf.settings_jobs import GridSiteSettings as GridSiteSettings
-from gpuaf.settings_jobs import NotebookJobSettings
+from gpuaf.settings_jobs import DaskSettings, NotebookJobSettings
 
 EXAMPLE = Path(__file__).with_name("settings.example.yaml")
 CATALOGUE = Path(__file__).with_name("catalogue.yaml")
@@ -283,6 +283,7 @@ class Settings(Strict):
     sessions: SessionSettings = SessionSettings()
     ledger: LedgerSettings = LedgerSettings()
     notebooks: NotebookJobSettings = NotebookJobSettings()
+    dask: DaskSettings = DaskSettings()
 
     _source: Path | None = PrivateAttr(None)
 

@@ -75,3 +75,20 @@ class NotebookJobSettings(Strict):
         if ".." in self.output_dir.split("/"):
             raise ValueError("output_dir must stay inside the user's home (no '..')")
         return self
+
+
+class DaskSettings(Strict):
+    max_workers: int = Field(
+        16,
+        ge=1,
+        le=1000,
+        description="Most workers one Dask cluster (gpuaf.dask.facility_cluster) may run at "
+        "once; each worker is a batch job on the cluster's slice.",
+    )
+    death_timeout: int = Field(
+        120,
+        ge=10,
+        le=3600,
+        description="Seconds a worker waits for its scheduler (the notebook's kernel) before "
+        "it ends its batch job by itself.",
+    )

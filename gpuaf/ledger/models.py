@@ -142,7 +142,11 @@ ITEM_STATES = ("queued", "held", "running", "succeeded", "failed", "cancelled")
 
 
 class NotebookJob(Base):
-    """A notebook submitted as a batch job: one row, one item per parameter set."""
+    """A notebook submitted as a batch job: one row, one item per parameter set.
+
+    A Dask cluster booked through the portal is a row of kind ``dask``: its items are the
+    worker jobs seen in the batch system, counted like a notebook's items.
+    """
 
     __tablename__ = "notebook_jobs"
     __table_args__ = (
@@ -153,6 +157,9 @@ class NotebookJob(Base):
     )
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    # notebook: a notebook's items; dask: a Dask cluster, one item per worker job seen
+    kind: Mapped[str] = mapped_column(String(16), default="notebook", server_default="notebook")
+    workers: Mapped[int | None] = mapped_column(Integer)  # dask: workers at once, at most
     user_name: Mapped[str] = mapped_column(String(255))
     idempotency_key: Mapped[str] = mapped_column(String(36))
     request_digest: Mapped[str] = mapped_column(String(64))  # what the key was used for
