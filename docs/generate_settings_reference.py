@@ -40,6 +40,7 @@ from gpuaf.settings import (
     Settings,
     SlurmSettings,
 )
+from gpuaf.settings_jobs import DaskSettings
 from gpuaf.units import duration_s, format_duration, format_mib, memory_mib
 
 OUTPUT = Path(__file__).resolve().parent / "admin" / "settings.md"
@@ -84,9 +85,9 @@ INTROS: dict[str, str] = {
     "exactly one (the default for those kinds); that `gpu_models` match known GPU "
     "models and offer the profile's MIG profile; that `mps_thread_percentage` is 1 to 100; "
     "and that `mps_pinned_memory` fits on the GPU.",
-    "backend": "The batch system sessions run on. Only the `local` backend exists: each "
-    "session is a process on the hub's machine, on the GPUs NVML finds there, or on a "
-    "simulated inventory.",
+    "backend": "The batch system sessions and notebook jobs run on: `htcondor`, `slurm`, or "
+    "`local` (each session a process on the hub's machine, on the GPUs NVML finds there or "
+    "on a simulated inventory). See docs/admin/backends.md.",
     "groups.quota": "Limits of each member of the group, enforced when a slice is booked; a "
     "member of several groups gets the most generous limit of them.",
     "backend.local": "Settings of the `local` backend.",
@@ -101,6 +102,7 @@ INTROS: dict[str, str] = {
     "notebooks.grid_sites": "Grid computing elements reached through HTCondor's grid "
     "universe, as a mapping from site name (`--target grid:<name>`) to the keys below. "
     "An `arc` site needs `token_file` or `x509_proxy`; `arc_rte` is for `arc` sites only.",
+    "dask": "Dask clusters whose workers are batch jobs on a slice (see docs/user/dask.md).",
     "ledger": "The portal's database: sessions, their state history, users and the audit "
     "trail. SQLite in the data directory by default; PostgreSQL through a SQLAlchemy URL "
     "such as `postgresql+psycopg://gpuaf@db.example.org/gpuaf`. The schema is brought up "
@@ -121,6 +123,7 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("ledger", LedgerSettings, "ledger"),
     ("notebooks", NotebookJobSettings, "notebooks"),
     ("notebooks.grid_sites", GridSiteSettings, "notebooks.grid_sites.<site>"),
+    ("dask", DaskSettings, "dask"),
 ]
 
 UNITS = {duration_s: "duration", memory_mib: "memory size"}
