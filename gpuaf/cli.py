@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     with_overrides(demo)
     hub = with_settings(sub.add_parser("hub", help="run JupyterHub with the portal"))
     with_overrides(hub)
-    with_settings(sub.add_parser("api", help="run the portal API (started by the hub)"))
+    with_settings(sub.add_parser("api", help="run the portal API (see portal.api_url)"))
     with_settings(sub.add_parser("migrate", help="bring the ledger schema up to date"))
     slices = with_settings(sub.add_parser("slices", help="the slice catalogue, availability"))
     cli_slices.add_arguments(slices, DEFAULT_SIMULATION)
@@ -113,25 +113,28 @@ def _check_ports(settings: Settings) -> None:
     from gpuaf.restart import leftover_proxy
 
     p = settings.portal
-    proxy = leftover_proxy(settings.data_dir / "proxy.pid")
-    if proxy is None:
+    proxy = None if p.proxy_api_url else leftover_proxy(settings.data_dir / "proxy.pid")
+    if proxy is not None:  # JupyterHub stops it and starts its own; routes are added again
+        print(f"gpuaf hub: replacing the proxy an earlier hub left running (pid {proxy.pid})")
+    elif not p.proxy_api_url:  # else the proxy runs on its own
         ensure_free(p.host, p.port, "portal.port", "the public proxy")
         ensure_free("127.0.0.1", p.proxy_api_port, "portal.proxy_api_port", "the proxy's API")
-    else:  # JupyterHub stops it and starts its own; the sessions' routes are added again
-        print(f"gpuaf hub: replacing the proxy an earlier hub left running (pid {proxy.pid})")
     # an earlier hub's portal API ends with that hub: give it a moment to let go of its port
     ensure_free(p.hub_ip, p.hub_port, "portal.hub_port", "the hub's internal API", wait=10)
-    ensure_free("127.0.0.1", p.api_port, "portal.api_port", "the portal API", wait=10)
+    if not p.api_url:
+        ensure_free("127.0.0.1", p.api_port, "portal.api_port", "the portal API", wait=10)
 
 
 def cmd_hub(args: argparse.Namespace) -> int:
+    from gpuaf.components import hub_tokens
     from gpuaf.hub.auth import discover
     from gpuaf.ledger import migrate
 
     settings, path = _settings(args)
+    hub_tokens(settings)
     _check_ports(settings)
     discover(settings.iam.issuer)
-    migrate(settings.ledger_url)
+    migrate(settings.ledger_url, password_file=settings.ledger.password_file)
     env = {**os.environ, ENV_VAR: str(path)}
     env.setdefault("JUPYTERHUB_CRYPT_KEY", _crypt_key(settings.data_dir))
     argv = [sys.executable, "-m", "jupyterhub", "-f", str(_hub_config_file())]
@@ -151,29 +154,35 @@ def _crypt_key(data_dir: Path) -> str:
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
-    from jupyterhub.services.auth import HubOAuth
     from traitlets import TraitError
 
     from gpuaf.api.app import create_app
+    from gpuaf.components import service_auth, standalone_api_environment
     from gpuaf.facility import Facility
     from gpuaf.restart import die_with_parent
 
     settings = load_settings(args.settings)
-    if os.environ.get("JUPYTERHUB_SERVICE_NAME"):
+    if settings.portal.api_url:  # an external service of the hub, run on its own
+        standalone_api_environment(settings)
+    elif os.environ.get("JUPYTERHUB_SERVICE_NAME"):
         die_with_parent()  # a hub-managed service ends with its hub, even after kill -9
     not_under_hub = PublicError(
-        "`gpuaf api` runs as a service of the hub, which starts it; "
-        "start the portal with `gpuaf hub` or `gpuaf demo`."
+        "`gpuaf api` runs as a service of the hub, which starts it; start the portal with "
+        "`gpuaf hub` or `gpuaf demo`, or set portal.api_url to run the API on its own."
     )
     if not os.environ.get("JUPYTERHUB_API_TOKEN"):
         raise not_under_hub
     try:
-        hub_auth = HubOAuth(cache_max_age=60)
+        hub_auth = service_auth(cache_max_age=60)
     except TraitError as exc:
         raise not_under_hub from exc
     app = create_app(Facility.from_settings(settings), hub_auth)
     uvicorn.run(
-        app, host="127.0.0.1", port=settings.portal.api_port, log_level="info", proxy_headers=False
+        app,
+        host=settings.portal.api_ip,
+        port=settings.portal.api_port,
+        log_level="info",
+        proxy_headers=False,
     )
     return 0
 
@@ -182,7 +191,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from gpuaf.ledger import migrate
 
     settings = load_settings(args.settings)
-    migrate(settings.ledger_url)
+    migrate(settings.ledger_url, password_file=settings.ledger.password_file)
     print(f"ledger is up to date: {settings.ledger_url.split('@')[-1]}")
     return 0
 

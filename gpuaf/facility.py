@@ -47,7 +47,11 @@ class Facility:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Facility:
-        return cls(settings, make_backend(settings), Ledger(settings.ledger_url))
+        return cls(
+            settings,
+            make_backend(settings),
+            Ledger(settings.ledger_url, settings.ledger.password_file),
+        )
 
     async def availability(
         self, profiles: Sequence[SliceProfile] | None = None, fresh: bool = False

@@ -31,8 +31,8 @@ from gpuaf.settings_backends import SlurmSettings as SlurmSettings
 from gpuaf.settings_base import Duration, GroupName, Port, Strict
 from gpuaf.settings_errors import format_validation_error
 from gpuaf.settings_jobs import HOST_PORT as HOST_PORT
-from gpuaf.settings_jobs import GridSiteSettings as GridSiteSettings
 from gpuaf.settings_jobs import DaskSettings, NotebookJobSettings
+from gpuaf.settings_jobs import GridSiteSettings as GridSiteSettings
 
 EXAMPLE = Path(__file__).with_name("settings.example.yaml")
 CATALOGUE = Path(__file__).with_name("catalogue.yaml")
@@ -69,6 +69,24 @@ class PortalSettings(Strict):
         "portal",
         pattern=r"^[a-z][a-z0-9-]{0,30}$",
         description="Name of the API service; it is served under /services/<name>/.",
+    )
+    proxy_api_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="REST API of a configurable-http-proxy run on its own (e.g. its own pod); "
+        "set: the hub starts no proxy and reads the proxy's token from $CONFIGPROXY_AUTH_TOKEN. "
+        "Empty: the hub starts the proxy, its API on loopback (proxy_api_port).",
+    )
+    api_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="URL of the portal API run on its own (`gpuaf api`, e.g. its own pod) as an "
+        "external service of the hub, both reading its token from $GPUAF_API_TOKEN. "
+        "Empty: the hub starts the API, on loopback (api_port).",
+    )
+    api_ip: str = Field(
+        "127.0.0.1",
+        description="Address the portal API listens on (0.0.0.0 when it runs on its own).",
     )
 
     @property
@@ -222,6 +240,11 @@ class LedgerSettings(Strict):
         None,
         description="SQLAlchemy URL of the ledger; default: SQLite in the data directory.",
     )
+    password_file: Path | None = Field(
+        None,
+        description="File holding the password of the ledger's database user (e.g. a mounted "
+        "Kubernetes Secret), read when connecting; keeps the password out of the url.",
+    )
     samples_full_resolution_for: Duration = Field(
         86400,
         description="GPU samples younger than this are kept as the session agent sent them "
@@ -267,6 +290,18 @@ class LedgerSettings(Strict):
                 f"samples_keep_for ({text(keep)}) must not be shorter than "
                 f"samples_full_resolution_for ({text(full)})"
             )
+        if self.password_file is not None:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                url = make_url(self.url) if self.url else None
+            except ArgumentError as exc:
+                raise ValueError(f"url is not a database URL: {exc}") from exc
+            if url is None or url.get_backend_name() == "sqlite":
+                raise ValueError("password_file needs a url of a database server (not SQLite)")
+            if url.password is not None:
+                raise ValueError("set a password in url or password_file, not both")
         return self
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gpuaf.components import api_service_token
 from gpuaf.hub.handlers import HANDLERS
 from gpuaf.settings import ENV_VAR, Settings
 from gpuaf.templates import HUB_TEMPLATES
@@ -52,9 +53,13 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
         "gpuaf_service": service,
         "gpuaf_notices": SessionNotices(settings_path),
     }
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{portal.proxy_api_port}"
-    c.ConfigurableHTTPProxy.command = [proxy_command()]
-    c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
+    if portal.proxy_api_url:  # run on its own; JupyterHub reads $CONFIGPROXY_AUTH_TOKEN
+        c.ConfigurableHTTPProxy.should_start = False
+        c.ConfigurableHTTPProxy.api_url = portal.proxy_api_url
+    else:
+        c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{portal.proxy_api_port}"
+        c.ConfigurableHTTPProxy.command = [proxy_command()]
+        c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
 
     configure_authenticator(c, settings, f"{portal.url}hub/oauth_callback", settings_path)
 
@@ -71,18 +76,7 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
     c.JupyterHub.named_server_limit_per_user = 0  # the quota of concurrent slices decides
 
     culler = idle_culler(settings)
-    c.JupyterHub.services = [
-        *([culler] if culler else []),
-        {
-            "name": service,
-            "display": True,
-            "info": {"description": "gpuaf portal: dashboards and REST API"},
-            "url": f"http://127.0.0.1:{portal.api_port}",
-            "command": [sys.executable, "-m", "gpuaf", "api", "--settings", settings_path],
-            "environment": {ENV_VAR: settings_path},
-            "oauth_no_confirm": True,
-        },
-    ]
+    c.JupyterHub.services = [*([culler] if culler else []), portal_service(settings, settings_path)]
     c.JupyterHub.load_roles = [
         {"name": "user", "scopes": ["self", f"access:services!service={service}"]},
         # a session's own token may also reach the portal (its GPU samples)
@@ -112,6 +106,25 @@ def configure(c: Any, settings: Settings, settings_path: str) -> None:
             else []
         ),
     ]
+
+
+def portal_service(settings: Settings, settings_path: str) -> dict[str, Any]:
+    """The portal API: started by the hub, or an external service (portal.api_url)."""
+    portal = settings.portal
+    service: dict[str, Any] = {
+        "name": portal.service_name,
+        "display": True,
+        "info": {"description": "gpuaf portal: dashboards and REST API"},
+        "oauth_no_confirm": True,
+    }
+    if portal.api_url:  # run on its own with `gpuaf api`; the same token on both sides
+        return {**service, "url": portal.api_url, "api_token": api_service_token(settings)}
+    return {
+        **service,
+        "url": f"http://127.0.0.1:{portal.api_port}",
+        "command": [sys.executable, "-m", "gpuaf", "api", "--settings", settings_path],
+        "environment": {ENV_VAR: settings_path},
+    }
 
 
 class SessionNotices:
