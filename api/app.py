@@ -24,6 +24,7 @@ from gpuaf.api.identity import HubIdentity, NotAuthenticated
 from gpuaf.api.routes import (
     admin,
     audit,
+    clusters,
     dashboards,
     groups,
     health,
@@ -51,7 +52,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        migrate(facility.settings.ledger_url)
+        migrate(facility.settings.ledger_url, password_file=facility.settings.ledger.password_file)
         async with httpx.AsyncClient(timeout=10) as http:
             tokens = TokenValidator.from_settings(facility.settings.iam, http)
             app.state.identity = HubIdentity(hub_auth, http, tokens, facility.settings)
@@ -82,6 +83,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
     app.include_router(sessions.router, prefix=api)
     app.include_router(samples.router, prefix=api)
     app.include_router(jobs.router, prefix=api)
+    app.include_router(clusters.router, prefix=api)
     app.include_router(usage.router, prefix=api)
     app.include_router(admin.api_router, prefix=api)
     app.include_router(groups.api_router, prefix=api)

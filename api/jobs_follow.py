@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from gpuaf.api import dask_follow
 from gpuaf.errors import PublicError
 from gpuaf.facility import Facility
 from gpuaf.ledger.models import FINAL_JOB_STATES, NotebookJob, utcnow
@@ -44,6 +45,9 @@ async def refresh(facility: Facility, ids: list[str] | None = None) -> int:
     runner = item_jobs(facility.backend, facility.settings)
     changed = 0
     for job in jobs:
+        if job.kind == "dask":
+            changed += await dask_follow.refresh_one(facility, job)
+            continue
         open_items = [i for i in job.items if i.state not in FINAL_ITEM and i.batch_id]
         try:
             batch = await runner.status(job.batch_id or "", [i.batch_id for i in open_items])
@@ -106,6 +110,10 @@ async def cancel(facility: Facility, job_id: str, who: str) -> None:
     if not jobs:
         return
     job = jobs[0]
+    if job.kind == "dask":
+        await dask_follow.close(facility, job, who)
+        facility.forget_availability()
+        return
     ids = [i.batch_id for i in job.items if i.state not in FINAL_ITEM and i.batch_id]
     await item_jobs(facility.backend, facility.settings).cancel(job.batch_id or "", ids)
     await asyncio.to_thread(_cancelled, facility, job_id, who)

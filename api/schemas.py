@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -159,6 +159,8 @@ class JobItemOut(BaseModel):
 
 class JobOut(BaseModel):
     id: str
+    kind: str = "notebook"  # notebook | dask (a Dask cluster: its items are worker jobs)
+    workers: int | None = None  # dask: workers at once, at most
     name: str
     source: str
     profile: str
@@ -180,3 +182,13 @@ class JobOut(BaseModel):
 class TargetOut(BaseModel):
     name: str  # what a submission's target field takes: local, grid:<site>
     label: str
+
+
+class ClusterOut(BaseModel):
+    id: str  # the cluster's job id: its workers' job name (Slurm) / GpuafCluster (HTCondor)
+    backend: str  # slurm | htcondor | local (a LocalCluster in the session)
+    slice: str
+    workers: int  # at most this many at once
+    worker: dict[str, Any]  # what every worker job carries (directives, environment, sizes)
+    url: str  # the cluster's page (a job page)
+    api_url: str  # GET: the cluster and its workers; POST .../cancel: close it

@@ -3,6 +3,7 @@ environment, JupyterLab through the proxy, stop, the job gone."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from support.ledger_rows import latest_session
+from support.ledger_rows import job_gpu_hours, latest_session
 from support.login import hub_token, login
 from support.stack import start_server, start_stack, wait_until
 
@@ -260,3 +261,75 @@ def test_a_notebook_sweep_as_a_slurm_job_array(slurm, slurm_stack, tmp_path):
         lambda: not slurm.run("squeue", "--noheader", f"--jobs={held['batch_id']}").strip(),
         30, "the cancelled array to leave the queue", stack,
     )  # fmt: skip
+
+
+def test_a_dask_cluster_of_two_workers_on_slurm_shards(slurm, slurm_stack, monkeypatch):
+    """facility_cluster books 2 workers as mps-25 (one shard each): they compute, the
+    portal follows them as the cluster's items, refuses a third, and closing ends it."""
+    import os
+
+    from distributed import Client
+
+    from gpuaf.dask import facility_cluster
+
+    stack = slurm_stack
+    client = login(stack.url, "bob")  # neutrino: may book mps-25
+    token = hub_token(client, "bob")
+    client.close()
+    auth = {"Authorization": f"token {token}"}
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))  # the notebook's own sbatch
+    monkeypatch.setenv("PATH", f"{slurm.bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    portal = stack.api.removesuffix("/api/v1")
+    before = job_gpu_hours(stack.settings_path, "bob")
+
+    cluster = facility_cluster(
+        slice="mps-25", workers=2, walltime="10m", name="fit", portal=portal, token=token,
+        scheduler_options={"host": "127.0.0.1"},
+    )  # fmt: skip
+    with cluster, Client(cluster) as dask:
+        script = cluster.job_script()
+        assert "#SBATCH --gres=shard:1" in script and "#SBATCH --time=0-00:10:00" in script
+        assert f"#SBATCH --job-name={cluster.gpuaf_id}" in script
+        dask.wait_for_workers(2, timeout=180)
+        # the workers have the session's Python, not the tests: builtins only
+        total = dask.submit(sum, dask.map(pow, range(100), [2] * 100)).result(timeout=60)
+        assert total == sum(x * x for x in range(100))
+        names = ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES", "SLURM_SHARDS_ON_NODE")
+        names += ("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",)
+        seen = {k: dask.run(os.getenv, k) for k in names}
+        envs = [{k: seen[k][w] for k in names} for w in seen[names[0]]]
+        assert len({e["SLURM_JOB_ID"] for e in envs}) == 2  # two batch jobs
+        for env in envs:
+            assert env["SLURM_SHARDS_ON_NODE"] == "1" and env["CUDA_VISIBLE_DEVICES"] in "01"
+            assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+        with pytest.raises(ValueError, match="booked 2 worker"):
+            cluster.scale(3)
+
+        def both_running():
+            got = httpx.get(f"{stack.api}/jobs/{cluster.gpuaf_id}", headers=auth).json()
+            running = [i for i in got["items"] if i["state"] == "running"]
+            return got if len(running) == 2 else None
+
+        job = wait_until(both_running, 60, "the portal to see both workers run", stack)
+        assert job["kind"] == "dask" and job["workers"] == 2 and job["profile"] == "mps-25"
+        assert {i["parameters"]["worker"] for i in job["items"]} == {
+            e["SLURM_JOB_ID"] for e in envs
+        }
+        assert {i["host"] for i in job["items"]} == {slurm.node}
+
+    closed = httpx.get(f"{stack.api}/jobs/{cluster.gpuaf_id}", headers=auth).json()
+    assert closed["state"] == "succeeded", closed
+    assert closed["reason"].startswith("Closed by bob. 2 worker(s) ran")
+    assert all(i["started_at"] and i["finished_at"] for i in closed["items"])
+    wait_until(
+        lambda: not slurm.run("squeue", "--noheader", f"--name={cluster.gpuaf_id}").strip(),
+        30, "the workers to leave the queue", stack,
+    )  # fmt: skip
+    # the workers' GPU time is bob's: a quarter of a GPU each while they ran
+    after = job_gpu_hours(stack.settings_path, "bob")
+    ran = sum(
+        (dt.datetime.fromisoformat(i["finished_at"]) - dt.datetime.fromisoformat(i["started_at"]))
+        .total_seconds()
+        for i in closed["items"]
+    )  # fmt: skip
+    assert ran > 0 and after - before == pytest.approx(0.25 * ran / 3600, abs=1e-6)

@@ -53,7 +53,8 @@ def job_out(job: NotebookJob, prefix: str) -> JobOut:
         for i in job.items
     ]  # fmt: skip
     return JobOut(
-        id=job.id, name=job.name, source=job.source, profile=job.profile, target=job.target,
+        id=job.id, kind=job.kind, workers=job.workers, name=job.name, source=job.source,
+        profile=job.profile, target=job.target,
         backend=job.backend, batch_id=job.batch_id, state=job.state, reason=job.reason,
         output_dir=job.output_dir, walltime_s=job.walltime_s, created_at=job.created_at,
         updated_at=job.updated_at, finished_at=job.finished_at,
@@ -209,10 +210,17 @@ async def item_log(
 ) -> PlainTextResponse:
     job = await asyncio.to_thread(load_job, facility, user, job_id)
     path = _item_folder(job, item) / LOG
+    if job.kind == "dask":  # a worker's own output, where its batch job writes it
+        path = Path(job.output_dir) / worker_log_name(job.backend, job.items[item].batch_id)
     text = await asyncio.to_thread(_tail, path)
     if text is None:
         text = f"(item {item} has no log yet: it is {job.items[item].state})\n"
     return PlainTextResponse(text)
+
+
+def worker_log_name(backend: str, batch_id: str | None) -> str:
+    # Slurm: the portal's --output=<dir>/%j.out; HTCondor: dask-jobqueue's Output
+    return f"worker-{batch_id}.out" if backend == "htcondor" else f"{batch_id}.out"
 
 
 def _tail(path: Path) -> str | None:

@@ -69,3 +69,12 @@ def first_event_times(settings_path: Path, session_id: str) -> dict[str, dt.date
     for state, at in rows:
         out.setdefault(state, at if at.tzinfo else at.replace(tzinfo=dt.UTC))
     return out
+
+
+def job_gpu_hours(settings_path: Path, user: str) -> float:
+    """The user's job GPU-hours this month as quotas count them, unrounded."""
+    from gpuaf.policy import job_hours, month_start
+
+    now = dt.datetime.now(dt.UTC)
+    with Session(_engine(settings_path)) as db:
+        return job_hours(db, user, month_start(now), now)
