@@ -7,7 +7,11 @@ wrong types, bad patterns). Two adjustments are made to the model's own schema:
 * human units (``8h``, ``4G``) are accepted where the model accepts them: pydantic
   reports those fields as plain integers because a validator converts them first;
 * ``iam.client_secret`` is left out: the client secret comes from an existing Secret
-  (``iam.clientSecret``), never from the values, so it never lands in a ConfigMap.
+  (``iam.clientSecret``), never from the values, so it never lands in a ConfigMap;
+* the keys the chart sets itself (``CHART_SET``: where the proxy and the portal API are,
+  the file of the ledger's password) are left out too.
+
+The chart's other values are described by hand in ``helm/schema_values.py``.
 
 Cross-field rules (profile kinds, declared groups, known GPU models) are not expressible
 here; the hub checks them when it reads the settings.
@@ -18,9 +22,11 @@ the chart's values; ``--check`` exits 1 if the file is out of date instead of wr
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
@@ -31,6 +37,7 @@ from gpuaf.units import duration_s, memory_mib
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "values.schema.json"
+VALUES_PART = HERE / "schema_values.py"
 DEFINITIONS = "#/definitions/"
 
 # What gpuaf.units accepts as text, written for ECMA-262 regular expressions.
@@ -54,6 +61,13 @@ UNIT_INPUTS: dict[Any, JsonSchemaValue] = {
             {"type": "string", "pattern": MEMORY_PATTERN, "description": "e.g. 512M, 4G, 1.5T"},
         ]
     },
+}
+
+
+# settings keys the chart sets itself, refused as values
+CHART_SET = {
+    "PortalSettings": ["proxy_api_url", "api_url", "api_ip"],
+    "LedgerSettings": ["password_file"],
 }
 
 
@@ -85,6 +99,10 @@ def settings_schema() -> tuple[JsonSchemaValue, dict[str, JsonSchemaValue]]:
     iam = definitions["IAMSettings"]
     del iam["properties"]["client_secret"]
     del iam["properties"]["client_secret_file"]  # set by the chart from iam.clientSecret
+    for key in CHART_SET["PortalSettings"]:  # the chart sets these from the layout
+        del definitions["PortalSettings"]["properties"][key]
+    for key in CHART_SET["LedgerSettings"]:  # set from ledger.passwordSecret or postgresql
+        del definitions["LedgerSettings"]["properties"][key]
     iam["description"] = (
         "The collaboration's IAM (OIDC). iam.client_secret is not a value "
         "of the chart: it comes from the Secret named in "
@@ -97,126 +115,20 @@ def settings_schema() -> tuple[JsonSchemaValue, dict[str, JsonSchemaValue]]:
     return schema, definitions
 
 
-def _object(
-    properties: dict[str, JsonSchemaValue], description: str = "", required: list[str] | None = None
-) -> JsonSchemaValue:
-    out: JsonSchemaValue = {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": properties,
-    }
-    if description:
-        out["description"] = description
-    if required:
-        out["required"] = required
-    return out
-
-
-def _free_object(description: str) -> JsonSchemaValue:
-    return {"type": "object", "description": description}
-
-
-def _list(description: str) -> JsonSchemaValue:
-    return {"type": "array", "items": {"type": "object"}, "description": description}
-
-
-def _string(description: str, **extra: Any) -> JsonSchemaValue:
-    return {"type": "string", "description": description, **extra}
+def _chart_values() -> ModuleType:
+    """helm/schema_values.py, the hand-written part, loaded by path (helm/ is no package)."""
+    spec = importlib.util.spec_from_file_location("gpuaf_helm_schema_values", VALUES_PART)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_schema() -> JsonSchemaValue:
     """The whole values schema of the chart."""
     settings, definitions = settings_schema()
-    properties: dict[str, JsonSchemaValue] = {
-        "global": _free_object("Values shared with subcharts (none yet)."),
-        "nameOverride": _string("Replaces the chart name in resource names."),
-        "fullnameOverride": _string("Replaces the release-and-chart name of resources."),
-        "image": _object(
-            {
-                "repository": _string("Image with gpuaf and configurable-http-proxy.", minLength=1),
-                "tag": _string("Image tag; empty: the chart's appVersion."),
-                "pullPolicy": {
-                    "enum": ["Always", "IfNotPresent", "Never"],
-                    "description": "Kubernetes image pull policy.",
-                },
-            },
-            "The container image of the hub.",
-            ["repository"],
-        ),
-        "imagePullSecrets": _list("Secrets for pulling the image, e.g. [{name: regcred}]."),
-        "iam": _object(
-            {
-                "clientSecret": _object(
-                    {
-                        "existingSecret": _string(
-                            "Name of an existing Secret in the release "
-                            "namespace holding the IAM client secret."
-                        ),
-                        "key": _string("Key of that Secret.", minLength=1),
-                    },
-                    "Where the IAM client secret comes from; it is mounted as a file.",
-                ),
-            },
-            "Deployment-side IAM values; the IAM settings themselves are in settings.iam.",
-        ),
-        "settings": settings,
-        "service": _object(
-            {
-                "type": {
-                    "enum": ["ClusterIP", "NodePort", "LoadBalancer"],
-                    "description": "Service type of the public proxy.",
-                },
-                "port": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": 65535,
-                    "description": "Service port; it forwards to settings.portal.port.",
-                },
-                "annotations": _free_object("Annotations of the Service."),
-            },
-            "The Service in front of the public proxy.",
-        ),
-        "persistence": _object(
-            {
-                "enabled": {
-                    "type": "boolean",
-                    "description": "Keep settings.portal.data_dir on a PersistentVolumeClaim; "
-                    "false: an emptyDir, lost with the pod.",
-                },
-                "existingClaim": _string("Use this PVC instead of creating one."),
-                "storageClassName": {
-                    "type": ["string", "null"],
-                    "description": "Storage class; null: the cluster default.",
-                },
-                "accessModes": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "minItems": 1,
-                    "description": "Access modes of the created PVC.",
-                },
-                "size": _string("Requested size of the created PVC.", minLength=1),
-                "annotations": _free_object("Annotations of the created PVC."),
-            },
-            "The volume for settings.portal.data_dir: ledger (SQLite), hub database, "
-            "cookie secret, local session homes.",
-        ),
-        "resources": _free_object(
-            "Container resources (requests/limits) of the hub pod; "
-            "sessions of the local backend run inside it."
-        ),
-        "nodeSelector": {
-            "type": "object",
-            "additionalProperties": {"type": "string"},
-            "description": "Node labels the hub pod must match.",
-        },
-        "tolerations": _list("Tolerations of the hub pod."),
-        "affinity": _free_object("Affinity rules of the hub pod."),
-        "podAnnotations": _free_object("Extra annotations of the hub pod."),
-        "podSecurityContext": _free_object("Pod-level securityContext."),
-        "securityContext": _free_object("Container-level securityContext."),
-        "extraVolumes": _list("Extra volumes of the hub pod."),
-        "extraVolumeMounts": _list("Extra volume mounts of the hub container."),
-    }
+    properties = _chart_values().chart_properties()
+    properties["settings"] = settings
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "title": "Values of the gpuaf Helm chart",

@@ -92,6 +92,11 @@ def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return _one(docs, "Deployment")["spec"]["template"]["spec"]
 
 
+def _settings_configmap(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == "ConfigMap" and "settings.yaml" in d["data"]]
+    return found
+
+
 def _value_paths(schema: dict[str, Any], prefix: str = "") -> Iterator[str]:
     """Dotted paths of the values the schema describes key by key."""
     for key, sub in schema.get("properties", {}).items():
@@ -181,7 +186,9 @@ def _values(name: str) -> dict[str, Any] | None:
 
 
 def test_examples_exist() -> None:
-    assert {"external-postgresql.yaml", "simulated-gpus.yaml"} <= {p.name for p in EXAMPLES}
+    assert {"external-postgresql.yaml", "htcondor-postgresql.yaml", "simulated-gpus.yaml"} <= {
+        p.name for p in EXAMPLES
+    }
 
 
 @pytest.mark.parametrize("values_name", VALUE_SETS)
@@ -190,7 +197,7 @@ def test_rendered_manifests_are_valid_kubernetes(
     chart: Any, values_name: str, kube_version: str
 ) -> None:
     docs = _docs(_render(chart, _values(values_name)))
-    assert {d["kind"] for d in docs} >= {"ConfigMap", "Deployment", "Service"}
+    assert {d["kind"] for d in docs} >= {"ConfigMap", "Deployment", "Secret", "Service"}
     for doc in docs:
         try:
             kubernetes_validate.validate(doc, kube_version, strict=True)
@@ -213,15 +220,24 @@ def test_rendered_settings_are_accepted_by_gpuaf(
     chart: Any, values_name: str, tmp_path: Path
 ) -> None:
     """What the ConfigMap holds is what `gpuaf hub` loads, cross-field rules included."""
-    configmap = _one(_docs(_render(chart, _values(values_name))), "ConfigMap")
+    configmap = _settings_configmap(_docs(_render(chart, _values(values_name))))
+    data = yaml.safe_load(configmap["data"]["settings.yaml"])
+    if "client_secret_file" in data["iam"]:  # the mounted Secret, here a file of the test's
+        (tmp_path / "client-secret").write_text("from-the-secret\n")
+        data["iam"]["client_secret_file"] = str(tmp_path / "client-secret")
     path = tmp_path / "settings.yaml"
-    path.write_text(configmap["data"]["settings.yaml"], encoding="utf-8")
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
     settings = load_settings(path)
     assert settings.portal.host == "0.0.0.0"
     assert settings.data_dir == Path("/srv/gpuaf")
-    assert settings.iam.client_secret.get_secret_value() == ""
     if values_name == "external-postgresql.yaml":
         assert settings.ledger_url.startswith("postgresql+psycopg://gpuaf@")
+        assert settings.ledger.password_file == Path("/etc/gpuaf-ledger/password")
+    if values_name == "htcondor-postgresql.yaml":
+        assert settings.backend.kind == "htcondor"
+        assert settings.iam.client_secret.get_secret_value() == "from-the-secret"
+        assert settings.ledger_url == "postgresql+psycopg://gpuaf@gpuaf-postgresql:5432/gpuaf"
+        assert settings.portal.api_url == "http://gpuaf-api:8091"
     if values_name == "simulated-gpus.yaml":
         assert settings.backend.local.simulate_gpus
 
@@ -229,6 +245,7 @@ def test_rendered_settings_are_accepted_by_gpuaf(
 def test_deployment_runs_one_hub_with_settings_and_data(chart: Any) -> None:
     docs = _docs(_render(chart))
     deployment = _one(docs, "Deployment")
+    assert deployment["metadata"]["name"] == "gpuaf-hub"
     spec = deployment["spec"]
     assert spec["replicas"] == 1
     assert spec["strategy"]["type"] == "Recreate"
@@ -239,10 +256,11 @@ def test_deployment_runs_one_hub_with_settings_and_data(chart: Any) -> None:
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert mounts == {"settings": "/etc/gpuaf", "data": "/srv/gpuaf"}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["settings"]["configMap"]["name"] == _one(docs, "ConfigMap")["metadata"]["name"]
+    assert volumes["settings"]["configMap"]["name"] == "gpuaf-settings"
     claim = _one(docs, "PersistentVolumeClaim")
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
-    service = _one(docs, "Service")
+    service = _one(docs, "Service")  # the hub pod runs the proxy: proxy-public selects it
+    assert service["metadata"]["name"] == "gpuaf-proxy-public"
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     assert service["spec"]["selector"] == spec["selector"]["matchLabels"]
 
@@ -288,7 +306,15 @@ BAD_VALUES = {
     "unknown backend": {"settings": {"backend": {"kind": "pbs"}}},
     "client secret in the values": {"settings": {"iam": {"client_secret": SECRET}}},
     "unknown top-level key": {"replicas": 2},
-    "wrong service type": {"service": {"type": "Ingress"}},
+    "wrong service type": {"proxy": {"service": {"type": "Ingress"}}},
+    "old top-level service": {"service": {"type": "ClusterIP"}},
+    "unknown hub key": {"hub": {"replicas": 2}},
+    "key the chart sets": {"settings": {"portal": {"proxy_api_url": "http://proxy:8001"}}},
+    "password file in the values": {"settings": {"ledger": {"password_file": "/run/pw"}}},
+    "bad database user": {"postgresql": {"auth": {"username": "gpuaf; drop"}}},
+    "postgresql not a boolean": {"postgresql": {"enabled": "yes"}},
+    "bad access mode": {"persistence": {"accessModes": ["ReadMany"]}},
+    "idtoken without a key": {"htcondor": {"idtoken": {"key": ""}}},
 }
 
 
@@ -323,6 +349,19 @@ def test_schema_accepts_good_values(values_name: str) -> None:
             {"settings": {"ledger": {"url": "postgresql+psycopg://gpuaf:pw@db/gpuaf"}}},
             "contains a password",
         ),
+        (
+            {
+                "postgresql": {"enabled": True},
+                "settings": {"ledger": {"url": "postgresql+psycopg://gpuaf@db/gpuaf"}},
+            },
+            "not both",
+        ),
+        ({"ledger": {"passwordSecret": {"existingSecret": "pw"}}}, "settings.ledger.url is not"),
+        ({"settings": {"backend": {"kind": "htcondor"}}}, "backend.htcondor.collector"),
+        (
+            {"settings": {"backend": {"kind": "slurm"}}, "persistence": {"enabled": False}},
+            "keep persistence enabled",
+        ),
     ],
 )
 def test_chart_refuses_settings_that_cannot_work_in_a_pod(
@@ -351,10 +390,7 @@ def test_client_secret_is_mounted_from_the_existing_secret(chart: Any) -> None:
     mounts = {m["name"]: m for m in pod["containers"][0]["volumeMounts"]}
     assert mounts["iam-client-secret"]["mountPath"] == "/etc/gpuaf-secrets"
     assert mounts["iam-client-secret"]["readOnly"] is True
-    assert all(
-        "env" not in c or all("secretKeyRef" not in str(e) for e in c["env"])
-        for c in pod["containers"]
-    )
+    assert "gpuaf-iam" not in str([c.get("env") for c in pod["containers"]])  # a file only
 
 
 def test_no_secret_volume_without_an_existing_secret(chart: Any) -> None:
