@@ -145,6 +145,7 @@ async def close(facility: Facility, job: NotebookJob, who: str) -> None:
                 item.finished_at = now
         by_owner = who == row.user_name
         row.state = "succeeded" if by_owner else "cancelled"
-        row.reason = f"{'Closed' if by_owner else 'Stopped'} by {who}. {_summary(row)}"
+        what = "Its workers ran inside the session." if row.backend == "local" else _summary(row)
+        row.reason = f"{'Closed' if by_owner else 'Stopped'} by {who}. {what}"
         row.updated_at = row.finished_at = now
         db.commit()
