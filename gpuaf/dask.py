@@ -63,6 +63,15 @@ class Booked:
                 f"grow to {wanted}. Close it and book a larger one with facility_cluster()."
             )
 
+    def adapt(self, *args: Any, **kwargs: Any):
+        """Adaptive scaling within the booked number (the default maximum)."""
+        limit = kwargs.get("maximum_jobs", kwargs.get("maximum"))
+        if limit is None:
+            kwargs["maximum"] = self.gpuaf_workers
+        else:
+            self._check_size(int(limit), 0)
+        return super().adapt(*args, **kwargs)
+
     def _tell_portal(self) -> None:
         portal, self.gpuaf_portal = self.gpuaf_portal, None
         if portal is None:

@@ -132,6 +132,11 @@ def test_a_cluster_cannot_grow_beyond_what_it_booked():
             cluster.scale(3)
         with pytest.raises(ValueError, match="booked 2 worker"):
             cluster.scale(jobs=5)
+        with pytest.raises(ValueError, match="booked 2 worker"):
+            cluster.adapt(minimum=0, maximum=3)
+        adaptive = cluster.adapt(minimum=0)  # up to the booked number
+        assert adaptive.maximum == 2
+        adaptive.stop()
     finally:
         cluster.close()
 
