@@ -114,3 +114,38 @@ async def test_a_notebook_job_is_one_cluster_of_items(backend, tmp_path):
         assert all(s.state != JobState.UNKNOWN for s in states.values()), states
     finally:
         await items.cancel(submitted.batch_id, submitted.item_ids)
+
+
+def test_a_dask_cluster_worker_on_the_pool_is_found_by_its_cluster_tag(backend, tmp_path):
+    """One HTCondorCluster worker on a cpu slice, submitted by dask-jobqueue (condor_submit
+    on PATH) with the portal's directives: the portal's one query finds it by its tag, and
+    it computes (when the pool runs it in time and its workers reach this machine)."""
+    from distributed import Client
+
+    from gpuaf.dask import make_cluster
+    from gpuaf.dask_workers import WorkerPlan, find_workers, worker_request
+    from gpuaf.settings import Settings
+
+    settings = Settings.model_validate({
+        "iam": {"issuer": "https://iam.example.org/", "client_id": "gpuaf"},
+        "groups": {"higgs": {}}, "backend": {"kind": "htcondor"},
+    })  # fmt: skip
+    profile = next(p for p in ALL if p.name == "cpu-small")
+    cluster_id = f"pooltest-{int(time.time())}"
+    plan = WorkerPlan(cluster_id, os.environ.get("USER", "gpuaf"), profile, None, tmp_path)
+    request = worker_request(plan, settings, "htcondor")
+    booked = {"id": cluster_id, "backend": "htcondor", "workers": 1, "worker": request}
+    cluster = make_cluster(booked)
+    try:
+        found = {}
+        for _ in range(30):
+            found = asyncio.run(find_workers(backend, cluster_id, []))
+            if found:
+                break
+            time.sleep(2)
+        assert len(found) == 1, "the worker job was not found by MY.GpuafCluster"
+        with Client(cluster) as dask:
+            dask.wait_for_workers(1, float(os.environ.get("GPUAF_TEST_HTCONDOR_WAIT", "180")))
+            assert dask.submit(sum, [1, 2]).result() == 3
+    finally:
+        cluster.close()
