@@ -38,6 +38,7 @@ SCREENSHOTS: dict[str, str] = {
     "dashboard-04-audit.png": "tests/test_e2e_dashboards.py",
     "dashboard-05-nodes.png": "tests/test_e2e_dashboards.py",
     "dashboard-06-groups.png": "tests/test_e2e_dashboards.py",
+    "dask-01-cluster.png": "tests/test_e2e_slurm.py",
 }
 
 

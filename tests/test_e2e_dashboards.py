@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from support.login import hub_token, login
+from support.login import browser_login, hub_token, login
 from support.usage_data import fill, previous_month, remove
 
 from gpuaf.ledger import Ledger
@@ -88,21 +88,11 @@ def test_roles_decide_who_sees_what(stack, filled, tokens):
     assert far.status_code == 400 and "at most 400 days" in far.json()["detail"]
 
 
-def _browser_login(page, url, user):
-    page.goto(url)
-    page.click("#gpuaf-login")
-    page.wait_for_url(re.compile(r".*/interaction/.*"))
-    page.fill("input[name=login]", user)
-    page.fill("input[name=password]", "demo")
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r".*/hub/.*"))
-
-
 def test_the_pages_in_chromium(stack, filled, tokens, chromium, artifacts):
     portal = f"{stack.url}services/portal"
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    _browser_login(page, stack.url, "alice")
+    browser_login(page, stack.url, "alice")
     page.goto(f"{portal}/")  # the portal's front page is the overview
     page.wait_for_url(re.compile(r".*/services/portal/overview$"))
     hint = page.locator(".hint")
@@ -115,7 +105,7 @@ def test_the_pages_in_chromium(stack, filled, tokens, chromium, artifacts):
 
     context = chromium.new_context(viewport={"width": 1280, "height": 1000})
     page = context.new_page()
-    _browser_login(page, stack.url, "erin")
+    browser_login(page, stack.url, "erin")
     page.goto(f"{portal}/overview")
     page.locator("nav.top a", has_text="Usage report").click()
     page.wait_for_url(re.compile(r".*/admin/usage$"))
@@ -187,7 +177,7 @@ def test_admins_see_their_collaborations_live_sessions_and_stop_one(
         # dana stops carol's session from the page, with a reason, keyboard only
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        _browser_login(page, stack.url, "dana")
+        browser_login(page, stack.url, "dana")
         requested = []
         page.on("request", lambda r: requested.append(r.url))
         page.goto(f"{stack.url}services/portal/admin/sessions")
@@ -254,7 +244,7 @@ def test_a_collaboration_admin_edits_their_group_and_the_hub_follows(
         # dana takes gpu-2 away from higgs and lowers the monthly GPU-hours, in the browser
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
-        _browser_login(page, stack.url, "dana")
+        browser_login(page, stack.url, "dana")
         page.goto(f"{stack.url}services/portal/admin/groups")
         form = page.locator("#group-higgs")
         form.locator("input[name=gpu_hours_per_month]").fill("150")

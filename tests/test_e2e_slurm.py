@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 from support.ledger_rows import job_gpu_hours, latest_session
-from support.login import hub_token, login
+from support.login import browser_login, hub_token, login
 from support.stack import start_server, start_stack, wait_until
 
 from gpuaf.ledger.models import SessionRecord
@@ -263,7 +263,9 @@ def test_a_notebook_sweep_as_a_slurm_job_array(slurm, slurm_stack, tmp_path):
     )  # fmt: skip
 
 
-def test_a_dask_cluster_of_two_workers_on_slurm_shards(slurm, slurm_stack, monkeypatch):
+def test_a_dask_cluster_of_two_workers_on_slurm_shards(
+    slurm, slurm_stack, monkeypatch, chromium, artifacts
+):
     """facility_cluster books 2 workers as mps-25 (one shard each): they compute, the
     portal follows them as the cluster's items, refuses a third, and closing ends it."""
     import os
@@ -316,11 +318,22 @@ def test_a_dask_cluster_of_two_workers_on_slurm_shards(slurm, slurm_stack, monke
             e["SLURM_JOB_ID"] for e in envs
         }
         assert {i["host"] for i in job["items"]} == {slurm.node}
+        # the cluster's page, as bob sees it in his jobs
+        context = chromium.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        browser_login(page, stack.url, "bob")
+        page.goto(f"{stack.url}services/portal/jobs/{cluster.gpuaf_id}")
+        assert page.locator("h1").inner_text() == "Dask cluster fit"
+        assert page.locator("tbody tr").count() == 2
+        page.screenshot(path=artifacts / "dask-01-cluster.png", full_page=True)
+        context.close()
 
     closed = httpx.get(f"{stack.api}/jobs/{cluster.gpuaf_id}", headers=auth).json()
     assert closed["state"] == "succeeded", closed
     assert closed["reason"].startswith("Closed by bob. 2 worker(s) ran")
     assert all(i["started_at"] and i["finished_at"] for i in closed["items"])
+    log = httpx.get(stack.url.rstrip("/") + closed["items"][0]["log_url"], headers=auth)
+    assert log.status_code == 200 and "Start worker at" in log.text  # the worker's output
     wait_until(
         lambda: not slurm.run("squeue", "--noheader", f"--name={cluster.gpuaf_id}").strip(),
         30, "the workers to leave the queue", stack,

@@ -324,8 +324,8 @@ def test_revision_0004_applies_and_reverts(ledger_url):
 
 def test_sample_settings_default_and_take_durations():
     assert LedgerSettings().model_dump() == {
-        "url": None, "password_file": None, "samples_full_resolution_for": 86400, "samples_bucket": 300,
-        "samples_keep_for": 400 * 86400,
+        "url": None, "password_file": None, "samples_full_resolution_for": 86400,
+        "samples_bucket": 300, "samples_keep_for": 400 * 86400,
     }  # fmt: skip
     s = LedgerSettings(samples_full_resolution_for="2d", samples_bucket="15m",
                        samples_keep_for="90d")  # fmt: skip

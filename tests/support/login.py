@@ -42,3 +42,14 @@ def hub_token(client: httpx.Client, username: str) -> str:
     )
     assert reply.status_code == 201, reply.text
     return reply.json()["token"]
+
+
+def browser_login(page, url: str, user: str, password: str = "demo") -> None:
+    """Log ``user`` in with a Playwright page, through the login button and the provider."""
+    page.goto(url)
+    page.click("#gpuaf-login")
+    page.wait_for_url(re.compile(r".*/interaction/.*"))
+    page.fill("input[name=login]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/hub/.*"))
