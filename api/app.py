@@ -101,6 +101,7 @@ def create_app(facility: Facility, hub_auth: HubOAuth) -> FastAPI:
         client = forwarded_client(
             request.client.host if request.client else None,
             request.headers.get("x-forwarded-for"),
+            facility.settings.portal.trusted_proxies,
         )
         request.state.client = client
         if request.url.path != f"{api}/health":

@@ -31,8 +31,17 @@ def check_client(address: str, networks: Sequence[Network]) -> None:
         )
 
 
-def forwarded_client(peer: str | None, forwarded_for: str | None) -> str:
-    """The client address: the proxy on loopback appends it to X-Forwarded-For."""
-    if peer and forwarded_for and ipaddress.ip_address(peer).is_loopback:
+def forwarded_client(
+    peer: str | None, forwarded_for: str | None, proxies: Sequence[Network] = ()
+) -> str:
+    """The client address: the proxy (on loopback, or in ``proxies``) appends it to
+    X-Forwarded-For; from anyone else the header is ignored."""
+    if not peer or not forwarded_for:
+        return peer or ""
+    try:
+        ip = ipaddress.ip_address(peer.split("%", 1)[0])
+    except ValueError:
+        return peer
+    if ip.is_loopback or any(ip in net for net in proxies):
         return forwarded_for.split(",")[-1].strip()
-    return peer or ""
+    return peer

@@ -65,6 +65,12 @@ class PortalSettings(Strict):
         [],
         description="Client networks (CIDR) allowed to log in and call the API; empty: all.",
     )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        [],
+        description="Networks (CIDR) of the proxy, besides loopback, whose X-Forwarded-For "
+        "header names the client to the portal API: set it to the proxy pod's network when "
+        "the proxy runs on its own (portal.proxy_api_url) and trusted_networks is used.",
+    )
     service_name: str = Field(
         "portal",
         pattern=r"^[a-z][a-z0-9-]{0,30}$",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 
 import pytest
 import yaml
@@ -144,3 +145,8 @@ def test_the_client_behind_the_proxy():
     assert forwarded_client("127.0.0.1", "6.6.6.6, 192.0.2.7") == "192.0.2.7"
     assert forwarded_client("192.0.2.8", "6.6.6.6") == "192.0.2.8"  # not from the proxy
     assert forwarded_client("127.0.0.1", None) == "127.0.0.1"
+    # a proxy in its own pod: believed only from the networks named as its own
+    pods = [ipaddress.ip_network("10.244.0.0/16")]
+    assert forwarded_client("10.244.3.9", "6.6.6.6, 192.0.2.7", pods) == "192.0.2.7"
+    assert forwarded_client("10.245.3.9", "192.0.2.7", pods) == "10.245.3.9"
+    assert forwarded_client("not-an-ip", "192.0.2.7", pods) == "not-an-ip"
