@@ -32,6 +32,8 @@ from gpuaf.notebooks.manifest import Manifest, read_manifest
 EXECUTED = "executed.ipynb"
 LOG = "log.txt"
 STATUS = "status.json"
+# a busy node may take more than papermill's 60 s to start a kernel; the walltime still bounds it
+KERNEL_START_TIMEOUT = 300
 
 
 def _now() -> str:
@@ -104,6 +106,7 @@ def run_item(manifest: Manifest, base: Path, item: int, output_root: Path) -> in
             log_output=True,
             progress_bar=False,
             cwd=str(folder),
+            start_timeout=KERNEL_START_TIMEOUT,
         )
     except Exception as exc:  # noqa: BLE001 - any failure is the item's, and is reported
         code = 1

@@ -25,6 +25,8 @@ class RecoveryMixin:
     def _unclaimed(self) -> bool:
         """Up for longer than sessions.connect_timeout, and nobody has connected to it."""
         limit = self.facility.settings.sessions.connect_timeout
+        if self._spawn_pending:  # the hub waits for the server to answer: nobody could connect
+            return False
         if not (limit and self.up_since and self.server) or time.time() - self.up_since < limit:
             return False
         orm = self.orm_spawner

@@ -51,7 +51,7 @@ class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
     profile_name = Unicode("")
     session_id = Unicode("")
     server_host = Unicode("")  # where the server listens, once known: kept in the hub's database
-    up_since = Float(0.0)  # when the server first answered (epoch seconds)
+    up_since = Float(0.0)  # first poll after the hub saw the server answer (epoch seconds)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -212,11 +212,8 @@ class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
                 continue
 
     def start_polling(self) -> None:
-        """Called by the hub once the server answers: the session is running."""
+        """Called by the hub once start() returned, before it has seen the server answer."""
         super().start_polling()
-        if not self.up_since:
-            self.up_since = time.time()
-            self._save_state()
         self._background = asyncio.get_running_loop().create_task(
             self._record("running", "server up")
         )
@@ -228,6 +225,10 @@ class SliceSpawner(ProgressMixin, RecoveryMixin, Spawner):
         if status.state in (JobState.RUNNING, JobState.PENDING):
             if not self._spawn_pending and not self._start_completed():
                 return await self._end_interrupted_start()
+            if not self._spawn_pending and not self.up_since:
+                # the hub has seen the server answer: from now on someone could connect
+                self.up_since = time.time()
+                self._save_state()
             if self._unclaimed():
                 return await self._release_unclaimed()
             if self.server:

@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 
+import psutil
 import pytest
 from sqlalchemy import select
 
@@ -61,6 +63,7 @@ async def test_one_round_brings_every_session_to_the_truth(ledger_url, tmp_path)
     pid = json.loads((tmp_path / "jobs" / f"{jobs['killed']}.json").read_text())["pid"]
     await backend.cancel(jobs["cancelled"])
     os.kill(pid, 9)
+    _wait_dead(pid)  # a loaded machine may take a moment to end it
     later = backend.__class__(tmp_path / "jobs", inventory=backend.inventory)  # a restart
     with ledger.session() as db:  # a spawn whose hub died before submitting, long ago
         db.get(SessionRecord, sids["stale"]).created_at = dt.datetime.now(dt.UTC) - dt.timedelta(
@@ -199,3 +202,14 @@ async def test_an_orphan_job_is_removed_once_the_hub_has_not_known_it_for_a_whil
     assert memory.absent_since == {}
     await backend.cancel(jobs["known"])
     ledger.dispose()
+
+
+def _wait_dead(pid: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.05)
