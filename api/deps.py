@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,6 +19,14 @@ def get_facility(request: Request) -> Facility:
 
 def get_identity(request: Request) -> HubIdentity:
     return request.app.state.identity
+
+
+async def json_body(request: Request) -> object:
+    """The request's JSON body (None when empty); a 400 that says why when it is not JSON."""
+    try:
+        return json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PublicError(f"The request is not JSON: {exc}.", status=400) from exc
 
 
 def client_address(request: Request) -> str:

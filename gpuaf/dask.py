@@ -72,6 +72,10 @@ class Booked:
             self._check_size(int(limit), 0)
         return super().adapt(*args, **kwargs)
 
+    async def _close(self):
+        await super()._close()
+        await asyncio.to_thread(self._tell_portal)
+
     def _tell_portal(self) -> None:
         portal, self.gpuaf_portal = self.gpuaf_portal, None
         if portal is None:
@@ -82,34 +86,26 @@ class Booked:
             log.warning("the portal was not told that cluster %s closed: %s", self.gpuaf_id, exc)
 
 
-class FacilitySLURMCluster(Booked, SLURMCluster):
+class JobQueueBooked(Booked):
+    """dask-jobqueue's scale(), within the booked number."""
+
     def scale(self, n=None, jobs=0, memory=None, cores=None):
         self._check_size(n, jobs)
         return super().scale(n, jobs=jobs, memory=memory, cores=cores)
 
-    async def _close(self):
-        await super()._close()
-        await asyncio.to_thread(self._tell_portal)
+
+class FacilitySLURMCluster(JobQueueBooked, SLURMCluster):
+    pass
 
 
-class FacilityHTCondorCluster(Booked, HTCondorCluster):
-    def scale(self, n=None, jobs=0, memory=None, cores=None):
-        self._check_size(n, jobs)
-        return super().scale(n, jobs=jobs, memory=memory, cores=cores)
-
-    async def _close(self):
-        await super()._close()
-        await asyncio.to_thread(self._tell_portal)
+class FacilityHTCondorCluster(JobQueueBooked, HTCondorCluster):
+    pass
 
 
 class FacilityLocalCluster(Booked, LocalCluster):
     def scale(self, n=0, memory=None, cores=None):
         self._check_size(n, 0)
         return super().scale(n, memory=memory, cores=cores)
-
-    async def _close(self):
-        await super()._close()
-        await asyncio.to_thread(self._tell_portal)
 
 
 def prologue(environment: dict[str, str], environ: dict[str, str] | None = None) -> list[str]:

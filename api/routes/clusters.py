@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gpuaf.api import dask_service
-from gpuaf.api.deps import CurrentUser, FacilityDep, check_same_origin, client_address
+from gpuaf.api.deps import (
+    CurrentUser,
+    FacilityDep,
+    check_same_origin,
+    client_address,
+    json_body,
+)
 from gpuaf.api.routes.jobs import ERRORS, prefix_of, require_scope
 from gpuaf.api.schemas import ClusterOut, Problem
-from gpuaf.errors import PublicError
 
 router = APIRouter(tags=["jobs"])
 
@@ -35,10 +39,7 @@ async def create_cluster(
     """
     require_scope(user, "compute.create")
     check_same_origin(request, user)
-    try:
-        body = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PublicError(f"The request is not JSON: {exc}.", status=400) from exc
+    body = await json_body(request)
     cluster_id, worker = await dask_service.create(facility, user, body)
     await asyncio.to_thread(
         facility.ledger.audit, user.name, "dask.create", cluster_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +14,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from gpuaf.api import jobs_follow, jobs_service
-from gpuaf.api.deps import CurrentUser, FacilityDep, check_same_origin, client_address
+from gpuaf.api.deps import (
+    CurrentUser,
+    FacilityDep,
+    check_same_origin,
+    client_address,
+    json_body,
+)
 from gpuaf.api.identity import PortalUser
 from gpuaf.api.schemas import JobItemOut, JobOut, Problem, TargetOut
 from gpuaf.errors import PublicError
@@ -87,10 +92,7 @@ def prefix_of(request: Request) -> str:
 async def submit_job(request: Request, user: CurrentUser, facility: FacilityDep) -> JSONResponse:
     require_scope(user, "compute.create")
     check_same_origin(request, user)
-    try:
-        body = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PublicError(f"The request is not JSON: {exc}.", status=400) from exc
+    body = await json_body(request)
     secrets = {}
     if user.auth == "iam":  # the job may use the submitter's token ($BEARER_TOKEN_FILE)
         secrets["BEARER_TOKEN"] = request.headers["authorization"].partition(" ")[2].strip()
